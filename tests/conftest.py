@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny Qwen2/Qwen3 target+draft pairs exported through demo.prepare, built once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny  # noqa: E402
+
+from demo import prepare  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running test, skipped unless --slow is given")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(work) -> Path:
+    return tiny.extract_tokenizer(work / "qwen25-tokenizer")
+
+
+def _pair(work: Path, tokenizer_dir: Path, arch: str) -> prepare.Prepared:
+    # The draft has the target's weights but half its layers dropped would disagree too often;
+    # the same seed and size gives a draft that agrees with the int4 target most of the time.
+    target = tiny.build_tiny(work / f"{arch}-target", tokenizer_dir, arch, layers=4, seed=0)
+    draft = tiny.build_tiny(work / f"{arch}-draft", tokenizer_dir, arch, layers=4, seed=0)
+    preset = prepare.custom_preset(str(target), [f"{arch}-draft={draft}"])
+    return prepare.prepare(preset, work / "cache")
+
+
+@pytest.fixture(scope="session")
+def qwen2_pair(work, tokenizer_dir) -> prepare.Prepared:
+    return _pair(work, tokenizer_dir, "qwen2")
+
+
+@pytest.fixture(scope="session")
+def qwen3_pair(work, tokenizer_dir) -> prepare.Prepared:
+    return _pair(work, tokenizer_dir, "qwen3")
