@@ -1,6 +1,7 @@
 """Shared fixtures: tiny Qwen2/Qwen3 target+draft pairs exported through demo.prepare, built once per session."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def work(tmp_path_factory) -> Path:
+    # SPECDEMO_TEST_WORK keeps the tiny models between local runs; CI always builds them afresh.
+    keep = os.environ.get("SPECDEMO_TEST_WORK")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
     return tmp_path_factory.mktemp("work")
 
 

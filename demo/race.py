@@ -1,0 +1,212 @@
+"""One prompt through the baseline and a drafted lane: live UI states, replay at the recorded pace, metrics."""
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from demo import metrics
+from demo.engine import Engine, EngineError, Request, RunResult
+
+PROMPT_LOOKUP = "prompt lookup"
+UPDATE_EVERY = 0.15  # seconds between UI refreshes while streaming
+
+
+@dataclass
+class Settings:
+    draft: str = ""  # a draft name or PROMPT_LOOKUP
+    num_assistant_tokens: int = 5
+    confidence_threshold: float | None = None
+    max_new_tokens: int = 128
+    enable_thinking: bool = False
+
+    def request(self, prompt: str, lane: str) -> Request:
+        if lane == "baseline":
+            return Request(prompt, max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking)
+        if self.draft == PROMPT_LOOKUP:
+            return Request(prompt, lane="prompt-lookup", num_assistant_tokens=self.num_assistant_tokens,
+                           max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking)
+        return Request(prompt, lane="speculative", draft=self.draft, num_assistant_tokens=self.num_assistant_tokens,
+                       assistant_confidence_threshold=self.confidence_threshold,
+                       max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking)
+
+
+@dataclass
+class Lane:
+    """What one lane has shown so far: text pieces with their origin, and the token timeline."""
+
+    name: str
+    pieces: list[tuple[str, bool]] = field(default_factory=list)  # (text, from accepted draft tokens)
+    piece_steps: list[int] = field(default_factory=list)  # the step each piece came from
+    times: list[float] = field(default_factory=list)
+    totals: list[int] = field(default_factory=list)
+    result: RunResult | None = None
+    status: str = "waiting"
+    error: str | None = None
+
+    def add(self, text: str, draft_text: str, t: float, n_tokens: int) -> None:
+        step = len(self.times)
+        for piece, accepted in ((draft_text, True), (text[len(draft_text):], False)):
+            if piece:
+                self.pieces.append((piece, accepted))
+                self.piece_steps.append(step)
+        self.times.append(t)
+        self.totals.append((self.totals[-1] if self.totals else 0) + n_tokens)
+
+    @property
+    def text(self) -> str:
+        return "".join(p for p, _ in self.pieces)
+
+    def until(self, t: float) -> "Lane":
+        """This lane as it looked t seconds after its start (for the replay)."""
+        cut = Lane(self.name, status="running")
+        n = sum(1 for s in self.times if s <= t)
+        cut.times, cut.totals = self.times[:n], self.totals[:n]
+        keep = sum(1 for step in self.piece_steps if step < n)
+        cut.pieces, cut.piece_steps = self.pieces[:keep], self.piece_steps[:keep]
+        if n == len(self.times):
+            cut.status, cut.result, cut.error = self.status, self.result, self.error
+        return cut
+
+
+def lane_html(lane: Lane, legend: bool = False) -> str:
+    """A pane: accepted draft text highlighted, target text plain, the status underneath."""
+    body = "".join(f'<span class="acc">{html.escape(t)}</span>' if acc else html.escape(t) for t, acc in lane.pieces)
+    if lane.error:
+        body += f'<div class="lane-error">{html.escape(lane.error)}</div>'
+    status = html.escape(lane.status)
+    if lane.result is not None:
+        r = lane.result
+        status = f"{len(r.tokens)} tokens in {r.seconds:.2f} s, {r.tokens_per_second or 0:.2f} tokens/s" + (
+            " (stopped)" if r.cancelled else "")
+    key = ('<div class="legend"><span class="acc">accepted draft tokens</span> '
+           '<span class="tgt">tokens the target produced</span></div>') if legend else ""
+    return f'{key}<div class="lane-text">{body}</div><div class="lane-status">{status}</div>'
+
+
+def plot(lanes: list[Lane]):
+    """Tokens generated against time for each lane (plotly)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for lane in lanes:
+        fig.add_trace(go.Scatter(x=[0.0, *lane.times], y=[0, *lane.totals], mode="lines", name=lane.name,
+                                 line_shape="hv"))
+    fig.update_layout(xaxis_title="seconds", yaxis_title="tokens generated", height=300,
+                      margin=dict(l=40, r=10, t=30, b=40), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def fmt(v, spec: str, unit: str = "") -> str:
+    return "–" if v is None else f"{format(v, spec)}{unit}"
+
+
+def metrics_rows(base: RunResult | None, spec: RunResult | None, engine: Engine) -> list[tuple[str, str, str]]:
+    """(label, baseline, drafted lane) rows for the metrics panel."""
+    rows = [
+        ("TTFT", fmt(base and base.ttft_ms, ".0f", " ms"), fmt(spec and spec.ttft_ms, ".0f", " ms")),
+        ("tokens/s", fmt(base and base.tokens_per_second, ".2f"), fmt(spec and spec.tokens_per_second, ".2f")),
+    ]
+    if spec is not None:
+        rows += [
+            ("acceptance rate", "", fmt(spec.acceptance_rate and spec.acceptance_rate * 100, ".0f", " %")),
+            ("tokens per step", "1", fmt(spec.tokens_per_step, ".2f")),
+            ("draft ms / token", "", fmt(spec.draft_ms_per_token, ".1f")),
+            ("target ms / step", fmt(base and base.target_ms_per_step, ".1f"), fmt(spec.target_ms_per_step, ".1f")),
+            ("c (draft / target token cost)", "", fmt(spec.c, ".2f")),
+        ]
+    return rows
+
+
+def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, settings: Settings) -> str:
+    """The metrics panel as HTML: speedup, theory, identity, device and models."""
+    measured = metrics.speedup(spec.seconds, base.seconds) if base and spec else None
+    rows = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in metrics_rows(base, spec, engine))
+    lane_name = "prompt lookup" if settings.draft == PROMPT_LOOKUP else f"draft {settings.draft}"
+    head = f'<div class="speedup">speedup {fmt(measured, ".2f", "×")}</div>'
+    theory = ""
+    if spec is not None:
+        theory = (f"<div>theoretical speedup {fmt(spec.theoretical_speedup, '.2f', '×')} "
+                  f"(measured {fmt(measured, '.2f', '×')})</div>")
+    same = ""
+    if base and spec and not spec.cancelled and not base.cancelled:
+        div = metrics.first_divergence(base.tokens, spec.tokens)
+        same = ("<div>outputs identical token for token</div>" if div is None else
+                f"<div class='warn'>outputs differ from token {div}: the verification step computes k tokens at "
+                f"once, which on this device is not bit-identical to k single-token steps</div>")
+    return (f'{head}<table><tr><th></th><th>baseline</th><th>{html.escape(lane_name)}</th></tr>{rows}</table>'
+            f'{theory}{same}<div class="models">{html.escape(engine.describe())}: target '
+            f'{html.escape(engine.prepared.target.name)}, {html.escape(lane_name)}</div>')
+
+
+def how_it_works(spec: RunResult | None) -> str:
+    """The formula, with this run's numbers plugged in when there are some."""
+    text = ("Each step the draft proposes γ tokens; the target checks them all in one pass and keeps the "
+            "longest agreeing prefix plus one token of its own. With per-token acceptance α, a step yields "
+            "E = (1 − α^(γ+1)) / (1 − α) tokens and costs γ·c + 1 target steps, where c is a draft token's cost "
+            "relative to a target step, so the speedup is E / (γ·c + 1).")
+    if spec is not None and spec.alpha is not None and spec.gamma:
+        e = metrics.expected_tokens_per_step(spec.alpha, spec.gamma)
+        text += (f"\n\nThis run: γ = {spec.gamma:.0f}, α = {spec.alpha:.2f} (from {spec.tokens_per_step:.2f} "
+                 f"tokens per step), E = {e:.2f}, c = {fmt(spec.c, '.2f')} → theoretical speedup "
+                 f"{fmt(spec.theoretical_speedup, '.2f', '×')}. A verification step that costs more than one "
+                 f"ordinary step (target ms/step above) is why the measured speedup falls short of it.")
+    return text
+
+
+@dataclass
+class RaceRecord:
+    """A finished (or stopped) race, kept for the replay."""
+
+    prompt: str
+    settings: Settings
+    lanes: list[Lane]
+
+
+def validate(engine: Engine, prompt: str, settings: Settings) -> str | None:
+    """A message for bad input, or None."""
+    if not prompt or not prompt.strip():
+        return "Type a prompt first."
+    if settings.draft not in (*engine.drafts, PROMPT_LOOKUP):
+        return f"Unknown draft {settings.draft!r}."
+    try:
+        engine.encode(settings.request(prompt, "baseline"))
+    except EngineError as exc:
+        return str(exc)
+    return None
+
+
+def run_race(engine: Engine, prompt: str, settings: Settings) -> Iterator[tuple[list[Lane], bool]]:
+    """Run baseline, then the drafted lane, one after the other on the same device (so neither slows the
+    other), yielding (lanes, finished) at most every UPDATE_EVERY seconds."""
+    names = ["baseline", "prompt lookup" if settings.draft == PROMPT_LOOKUP else f"speculative ({settings.draft})"]
+    lanes = [Lane(n) for n in names]
+    last = 0.0
+    for lane, kind in zip(lanes, ("baseline", "drafted")):
+        lane.status = "running"
+        try:
+            run = engine.start(settings.request(prompt, "baseline" if kind == "baseline" else "drafted"))
+            for ev in run:
+                lane.add(ev.text, ev.draft_text, ev.t, len(ev.tokens))
+                if time.monotonic() - last >= UPDATE_EVERY:
+                    last = time.monotonic()
+                    yield lanes, False
+            lane.result = run.result
+            lane.status = "done"
+        except EngineError as exc:
+            lane.status, lane.error = "failed", str(exc)
+        yield lanes, False
+    yield lanes, True
+
+
+def replay_frames(record: RaceRecord, fps: float = 10.0) -> Iterator[list[Lane]]:
+    """Both lanes together from t=0 at their recorded pace."""
+    end = max((lane.times[-1] if lane.times else 0.0) for lane in record.lanes)
+    t0 = time.monotonic()
+    while True:
+        t = time.monotonic() - t0
+        yield [lane.until(t) for lane in record.lanes]
+        if t >= end:
+            return
+        time.sleep(1.0 / fps)

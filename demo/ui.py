@@ -1,0 +1,136 @@
+"""Gradio layout and event wiring. The logic lives in demo.race; nothing here computes a number."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from demo import race
+from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, Engine
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+EXAMPLES = [
+    "Write a Python function that checks whether a string is a palindrome, ignoring case and punctuation.",
+    "Implement binary search in Python as a function `binary_search(items, target)`.",
+    "Write a Python class `Stack` with push, pop, peek and is_empty methods, with docstrings.",
+    "Explain in a few sentences what speculative decoding is.",
+]
+
+
+class Engines:
+    """One engine per device, created on first use; the prepared models are shared."""
+
+    def __init__(self, engine: Engine):
+        self.first = engine
+        self.by_device = {engine.device: engine}
+
+    def get(self, device: str) -> Engine:
+        if device not in self.by_device:
+            self.by_device[device] = Engine(self.first.prepared, device=device)
+        return self.by_device[device]
+
+
+def available_devices() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+def _outputs(lanes, engine, settings, finished: bool):
+    base, spec = lanes
+    return (race.lane_html(base), race.lane_html(spec, legend=True), race.plot(lanes),
+            race.summary(base.result, spec.result, engine, settings) if finished else
+            '<div class="running">running…</div>',
+            race.how_it_works(spec.result))
+
+
+def build(engine: Engine) -> gr.Blocks:
+    engines = Engines(engine)
+    drafts = [*engine.drafts, race.PROMPT_LOOKUP]
+    with gr.Blocks(title="Speculative decoding race") as demo:
+        banner = ASSETS / "banner.svg"
+        if banner.exists():
+            gr.HTML(f'<div class="banner">{banner.read_text()}</div>')
+        gr.Markdown(f"**{engine.prepared.preset}** · target `{engine.prepared.target.name}` · drafts: "
+                    f"{', '.join(engine.drafts) or 'none'}")
+        record = gr.State(None)
+        with gr.Tab("Race"):
+            with gr.Row():
+                prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt", scale=4,
+                                    placeholder="Ask for some code or a short explanation")
+                with gr.Column(scale=1, min_width=160):
+                    run = gr.Button("Run", variant="primary", elem_id="run")
+                    stop = gr.Button("Stop", elem_id="stop")
+                    replay = gr.Button("Replay race", elem_id="replay")
+            gr.Examples(EXAMPLES, inputs=prompt)
+            with gr.Accordion("Settings", open=False):
+                with gr.Row():
+                    draft = gr.Dropdown(drafts, value=drafts[0], label="Draft", elem_id="draft")
+                    k = gr.Slider(1, 10, value=DEFAULT_NUM_ASSISTANT_TOKENS, step=1,
+                                  label="num_assistant_tokens (γ)", elem_id="gamma")
+                    use_threshold = gr.Checkbox(False, label="draft while confident instead of a fixed γ")
+                    threshold = gr.Slider(0.05, 0.95, value=0.4, step=0.05, label="assistant_confidence_threshold")
+                with gr.Row():
+                    max_new = gr.Slider(16, 512, value=128, step=16, label="max new tokens", elem_id="max-new")
+                    thinking = gr.Checkbox(False, label="Qwen3 thinking", visible=engine.prepared.thinking)
+                    devices = available_devices()
+                    device = gr.Dropdown(devices, value=engine.device if engine.device in devices else devices[0],
+                                         label="device", elem_id="device")
+            message = gr.Markdown(elem_id="race-message")
+            with gr.Row(equal_height=True):
+                with gr.Column():
+                    gr.Markdown("### Target alone")
+                    base_out = gr.HTML(elem_id="baseline-output", elem_classes=["lane"])
+                with gr.Column():
+                    gr.Markdown("### Target + draft")
+                    spec_out = gr.HTML(elem_id="speculative-output", elem_classes=["lane"])
+            with gr.Row():
+                tps_plot = gr.Plot(elem_id="tps-plot", label="tokens over time")
+                metrics_out = gr.HTML(elem_id="race-metrics")
+            with gr.Accordion("How it works", open=False):
+                how = gr.Markdown(race.how_it_works(None), elem_id="how-it-works")
+
+        outputs = [base_out, spec_out, tps_plot, metrics_out, how]
+
+        def settings_from(d, kk, use_t, t, mx, th):
+            return race.Settings(draft=d, num_assistant_tokens=int(kk), confidence_threshold=t if use_t else None,
+                                 max_new_tokens=int(mx), enable_thinking=bool(th))
+
+        def on_run(text, d, kk, use_t, t, mx, th, dev):
+            eng = engines.get(dev)
+            settings = settings_from(d, kk, use_t, t, mx, th)
+            problem = race.validate(eng, text, settings)
+            if problem:
+                yield (gr.update(),) * len(outputs) + (None, f"⚠️ {problem}")
+                return
+            lanes = None
+            for lanes, finished in race.run_race(eng, text, settings):
+                yield _outputs(lanes, eng, settings, finished) + (None, "")
+            yield _outputs(lanes, eng, settings, True) + (race.RaceRecord(text, settings, lanes), "")
+
+        def on_replay(rec, dev):
+            if rec is None:
+                yield (gr.update(),) * len(outputs) + ("⚠️ Run a race first, then replay it.",)
+                return
+            eng = engines.get(dev)
+            lanes = None
+            for lanes in race.replay_frames(rec):
+                yield _outputs(lanes, eng, rec.settings, False) + ("",)
+            yield _outputs(lanes, eng, rec.settings, True) + ("",)
+
+        inputs = [prompt, draft, k, use_threshold, threshold, max_new, thinking, device]
+        run_event = run.click(on_run, inputs, [*outputs, record, message], concurrency_id="models",
+                              concurrency_limit=1)
+        submit_event = prompt.submit(on_run, inputs, [*outputs, record, message], concurrency_id="models",
+                                     concurrency_limit=1)
+        replay_event = replay.click(on_replay, [record, device], [*outputs, message])
+        stop.click(None, None, None, cancels=[run_event, submit_event, replay_event])
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
+           prevent_thread_lock: bool = False):
+    css = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else None
+    demo.queue(default_concurrency_limit=1)
+    return demo.launch(server_name=host, server_port=port, share=share, css=css,
+                       prevent_thread_lock=prevent_thread_lock, show_error=True)

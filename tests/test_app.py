@@ -1,0 +1,98 @@
+"""The real app over HTTP (gradio_client) and in headless Chromium (Playwright), on the tiny pair."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PROMPT = "Write a function that adds two numbers"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def app_url(qwen2_pair, tmp_path_factory):
+    (draft,) = qwen2_pair.drafts.items()
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--target", str(qwen2_pair.target), "--draft", f"{draft[0]}={draft[1]}",
+             "--port", str(port), "--cache-dir", str(tmp_path_factory.mktemp("cache"))],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"app did not start: {log.read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_race_over_http(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    out = client.predict(PROMPT, "qwen2-draft", 4, False, 0.4, 32, False, "CPU", api_name="/on_run")
+    base_html, spec_html, _plot, metrics_html, how, message = out
+    assert message == ""
+    assert "32 tokens in" in base_html and "tokens/s" in spec_html
+    assert '<span class="acc">' in spec_html
+    assert "speedup" in metrics_html and "acceptance rate" in metrics_html and "theoretical speedup" in metrics_html
+    assert "This run: γ = 4" in how
+
+
+def test_empty_prompt_gets_a_message_over_http(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    out = client.predict("   ", "qwen2-draft", 4, False, 0.4, 32, False, "CPU", api_name="/on_run")
+    assert "Type a prompt first" in out[-1]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_race_in_chromium(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url)
+        page.locator("#prompt textarea").fill(PROMPT)
+        page.locator("#run").click()
+        page.wait_for_selector("#race-metrics .speedup", timeout=120_000)
+        assert "tokens/s" in page.locator("#baseline-output").inner_text()
+        assert page.locator("#speculative-output .lane-text .acc").count() > 0
+        assert "acceptance rate" in page.locator("#race-metrics").inner_text()
+        traces = page.evaluate("() => document.querySelector('#tps-plot .js-plotly-plot').data.length")
+        assert traces == 2
+        shot = Path(os.environ.get("SPECDEMO_SCREENSHOT", tmp_path / "race.png"))
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        browser.close()

@@ -1,0 +1,106 @@
+"""The functions behind the race view, on the tiny pair, without a browser."""
+from __future__ import annotations
+
+import pytest
+
+from demo import race
+from demo.engine import Engine
+
+PROMPT = "Write a function that adds two numbers"
+
+
+@pytest.fixture(scope="module")
+def engine(qwen2_pair):
+    return Engine(qwen2_pair)
+
+
+@pytest.fixture(scope="module")
+def finished(engine):
+    settings = race.Settings(draft=engine.drafts[0], num_assistant_tokens=4, max_new_tokens=40)
+    states, statuses = [], []
+    for lanes, done in race.run_race(engine, PROMPT, settings):
+        states.append((lanes, done))
+        statuses.append(tuple(lane.status for lane in lanes))  # lanes are updated in place: snapshot
+    return settings, states, statuses
+
+
+def test_race_runs_lanes_one_after_the_other(finished):
+    settings, states, statuses = finished
+    lanes, done = states[-1]
+    assert done and [lane.status for lane in lanes] == ["done", "done"]
+    base, spec = lanes
+    assert base.text == base.result.text and spec.text == spec.result.text
+    assert base.totals[-1] == len(base.result.tokens) == 40
+    # while the baseline streamed, the drafted lane had not started
+    assert ("running", "waiting") in statuses and ("done", "running") in statuses
+    assert any(acc for _, acc in spec.pieces) and any(not acc for _, acc in spec.pieces)
+    assert not any(acc for _, acc in base.pieces)
+
+
+def test_lane_html_marks_accepted_text_and_escapes(finished):
+    _, states, _ = finished
+    spec = states[-1][0][1]
+    out = race.lane_html(spec, legend=True)
+    assert out.count('<span class="acc">') == sum(1 for _, acc in spec.pieces if acc) + 1  # + the legend
+    lane = race.Lane("x")
+    lane.add("<b>&", "<b>", 0.1, 2)
+    assert '<span class="acc">&lt;b&gt;</span>&amp;' in race.lane_html(lane)
+
+
+def test_plot_has_a_trace_per_lane(finished):
+    _, states, _ = finished
+    fig = race.plot(states[-1][0])
+    assert [t.name for t in fig.data] == ["baseline", "speculative (qwen2-draft)"]
+    assert fig.data[0].y[-1] == 40
+
+
+def test_summary_reports_speedup_theory_identity(engine, finished):
+    settings, states, _ = finished
+    base, spec = states[-1][0]
+    html = race.summary(base.result, spec.result, engine, settings)
+    measured = base.result.seconds / spec.result.seconds
+    assert f"speedup {measured:.2f}×" in html
+    assert "theoretical speedup" in html and "acceptance rate" in html and "tokens per step" in html
+    assert ("identical token for token" in html) == (base.result.tokens == spec.result.tokens)
+    assert engine.device in html and "qwen2-draft" in html
+
+
+def test_replay_starts_both_lanes_at_zero_and_ends_complete(finished):
+    settings, states, _ = finished
+    rec = race.RaceRecord(PROMPT, settings, states[-1][0])
+    frames = list(race.replay_frames(rec, fps=50))
+    first, last = frames[0], frames[-1]
+    assert all(lane.totals[-1:] in ([], [1]) for lane in first)  # at t=0 at most the first token
+    assert [lane.text for lane in last] == [lane.text for lane in rec.lanes]
+    assert [lane.status for lane in last] == ["done", "done"]
+    # both lanes advance in the same frames: the replay is simultaneous
+    assert len(frames) >= 3
+
+
+def test_how_it_works_plugs_in_numbers(finished):
+    spec = finished[1][-1][0][1].result
+    text = race.how_it_works(spec)
+    assert f"γ = {spec.gamma:.0f}" in text and f"α = {spec.alpha:.2f}" in text
+
+
+@pytest.mark.parametrize("prompt,draft,msg", [
+    ("  ", None, "Type a prompt"),
+    ("hi", "nope", "Unknown draft"),
+    ("hi " * 3000, None, "exceeds the model's context"),
+])
+def test_validate_bad_input(engine, prompt, draft, msg):
+    settings = race.Settings(draft=draft or engine.drafts[0])
+    assert msg in race.validate(engine, prompt, settings)
+
+
+def test_failed_draft_is_reported_in_its_lane(qwen2_pair, tmp_path):
+    from demo.prepare import Prepared
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "openvino_model.xml").write_text("<not a model/>")
+    eng = Engine(Prepared("t", qwen2_pair.target, {"broken": broken}))
+    lanes, done = list(race.run_race(eng, PROMPT, race.Settings(draft="broken", max_new_tokens=8)))[-1]
+    assert done and lanes[0].status == "done"
+    assert lanes[1].status == "failed" and "could not load the draft 'broken'" in lanes[1].error
+    assert "could not load the draft" in race.lane_html(lanes[1])
