@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from demo import metrics, prepare
-from demo.engine import DEFAULT_PRECISION, LANES, Engine, EngineError, Request, RunResult
+from demo.engine import DEFAULT_PROPERTIES, LANES, Engine, EngineError, Request, RunResult
 
 
 @dataclass
@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="draft tokens per step (default: the app's default)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="CPU")
-    parser.add_argument("--precision", default=DEFAULT_PRECISION,
-                        help="INFERENCE_PRECISION_HINT for every pipeline (f32, bf16, f16; 'default' for the device's)")
+    parser.add_argument("--properties", type=json.loads, default=None, metavar="JSON",
+                        help=f"OpenVINO properties for every pipeline (default on CPU: {json.dumps(DEFAULT_PROPERTIES)}; "
+                             "'{}' for the device's own defaults)")
     parser.add_argument("--baseline-backend", choices=["stateful", "cb"], default="stateful")
     parser.add_argument("--json", dest="json_out", type=Path, help="write the report here")
     parser.add_argument("--html", type=Path, help="write a plotly HTML report here")
@@ -184,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_new_tokens < 1 or args.repeats < 1:
             raise ValueError("--max-new-tokens and --repeats must be at least 1")
         ready = prepare.prepare_from_args(args)
-        engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend,
-                        precision=None if args.precision == "default" else args.precision)
+        engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties)
         report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats)
     except (ValueError, OSError, prepare.PrepareError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)

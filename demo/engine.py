@@ -22,7 +22,10 @@ from demo.prepare import Prepared
 LANES = ("baseline", "speculative", "prompt-lookup")
 DEFAULT_NUM_ASSISTANT_TOKENS = 5
 DEFAULT_MAX_NGRAM = 3
-DEFAULT_PRECISION = "f32"
+# f32 compute and an f32 KV cache on every pipeline: measured fastest on a CPU without native bf16, and the
+# only setting under which greedy speculative output matched the baseline token for token
+# (docs/performance.md, sections 1 and 2).
+DEFAULT_PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
 
 
 class EngineError(Exception):
@@ -152,19 +155,16 @@ class Engine:
 
     def __init__(self, prepared: Prepared, device: str = "CPU", draft_device: str | None = None,
                  properties: dict | None = None, draft_properties: dict | None = None,
-                 baseline_backend: str = "stateful", precision: str | None = DEFAULT_PRECISION):
+                 baseline_backend: str = "stateful"):
         import openvino_genai
 
         self.ov_genai = openvino_genai
         self.prepared = prepared
         self.device = device
         self.draft_device = draft_device or device
-        # The same inference precision for every pipeline: with bf16 the CPU computes a k-token verification
-        # differently from k single-token steps, and greedy outputs drift apart (docs/performance.md).
-        hint = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-        self.precision = precision or "device default"
-        self.properties = {**hint, **(properties or {})}
-        self.draft_properties = {**hint, **(draft_properties or {})}
+        base = DEFAULT_PROPERTIES if device == "CPU" else {}
+        self.properties = dict(base if properties is None else properties)
+        self.draft_properties = dict(self.properties if draft_properties is None else draft_properties)
         self.baseline_backend = baseline_backend
         self._pipes: dict[tuple, object] = {}
         self._load_errors: dict[tuple, str] = {}
@@ -190,7 +190,6 @@ class Engine:
     def settings(self) -> dict:
         """What the numbers were measured with."""
         return {"device": self.device, "draft_device": self.draft_device, "baseline_backend": self.baseline_backend,
-                "precision": self.precision,
                 "properties": self.properties, "draft_properties": self.draft_properties}
 
     def describe(self) -> str:
@@ -366,6 +365,8 @@ class Engine:
         else:
             accepted = sum(acc)
             if ext is not None and hasattr(ext, "get_num_accepted_tokens"):
+                # GenAI's own pair, so accepted <= drafted holds; it leaves out the last step when
+                # max_new_tokens cuts it, so it can be lower than the per-step counts the UI colours.
                 accepted = int(ext.get_num_accepted_tokens())
                 drafted = int(ext.get_num_draft_tokens())
                 main_us = list(ext.main_model_metrics.raw_metrics.m_durations)[1:]
@@ -377,13 +378,13 @@ class Engine:
             else:  # prompt lookup reports no drafted count: steps without an n-gram match draft nothing
                 step_us = list(raw_main.m_durations)[1:]
                 target_step_ms = metrics.mean(step_us) / 1000.0 if step_us else None
-                draft_ms = 0.0
             gamma = req.gamma
             if gamma is None and steps > 1 and drafted:  # confidence threshold: mean drafted per step
                 gamma = drafted / (steps - 1)
             tps = metrics.tokens_per_step(n, steps)
             alpha = metrics.alpha_from_tokens_per_step(tps, gamma) if gamma else None
-            c = metrics.cost_ratio(draft_ms, self.target_ms_per_token) if draft_ms else (0.0 if draft_ms == 0 else None)
+            # n-gram lookup in the prompt costs next to nothing next to a model step
+            c = 0.0 if req.lane == "prompt-lookup" else metrics.cost_ratio(draft_ms, self.target_ms_per_token)
             theory = metrics.theoretical_speedup(alpha, gamma or 0, c)
         return RunResult(
             lane=req.lane, draft=req.draft, prompt_tokens=len(ids), tokens=tokens, text=text, steps=steps,
