@@ -149,16 +149,17 @@ def table(report: dict) -> str:
     rows = [head, "-" * len(head)]
 
     def f(v, fmt):
-        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+        width = int(fmt.split(".")[0] or 0)
+        return format(v, fmt) if isinstance(v, (int, float)) else "-".rjust(width)
 
     for lane in report["lanes"]:
         diverged = [str(p["prompt_index"] + 1) for p in lane["per_prompt"] if p["identical"] is False]
         ident = "-" if lane["identical_to_baseline"] is None else (
             "yes" if lane["identical_to_baseline"] else f"no (prompts {', '.join(diverged)})")
-        rows.append(f"{lane['name']:<32} {f(lane['tokens_per_second'], '7.2f')} {f(lane['speedup'], '7.2f')}x "
+        rows.append(f"{lane['name']:<32} {f(lane['tokens_per_second'], '7.2f')} {f(lane['speedup'], '7.2f')}{'x' if lane['speedup'] else ' '} "
                     f"{f(lane['tokens_per_step'], '9.2f')} {f(lane['acceptance_rate'], '7.2f')} "
                     f"{f(lane['draft_ms_per_token'], '9.1f')} {f(lane['target_ms_per_step'], '10.1f')} "
-                    f"{f(lane['theoretical_speedup'], '6.2f')}x  {ident}")
+                    f"{f(lane['theoretical_speedup'], '6.2f')}{'x' if lane['theoretical_speedup'] else ' '}  {ident}")
     return "\n".join(rows)
 
 

@@ -46,6 +46,8 @@ class Request:
     top_p: float = 0.9
     seed: int = 42
     chat: bool = True  # apply the chat template
+    messages: list[dict] | None = None  # a whole conversation instead of `prompt` (the agent)
+    stop: list[str] | None = None  # stop strings; the text is cut before the earliest one
 
     @property
     def gamma(self) -> int | None:
@@ -234,6 +236,8 @@ class Engine:
     # ------------------------------------------------------------- requests
 
     def _normalize(self, req: Request) -> Request:
+        if req.messages:
+            req.prompt = req.prompt or req.messages[-1].get("content", "")
         if not req.prompt or not req.prompt.strip():
             raise EngineError("the prompt is empty: type something to generate from")
         if req.lane not in LANES:
@@ -262,8 +266,8 @@ class Engine:
         text = req.prompt
         if req.chat:
             extra = {"enable_thinking": req.enable_thinking} if self.prepared.thinking else None
-            text = tok.apply_chat_template([{"role": "user", "content": req.prompt}], add_generation_prompt=True,
-                                           extra_context=extra)
+            history = req.messages or [{"role": "user", "content": req.prompt}]
+            text = tok.apply_chat_template(history, add_generation_prompt=True, extra_context=extra)
         ids = tok.encode(text, add_special_tokens=not req.chat).input_ids.data[0].tolist()
         if self.max_context and len(ids) + req.max_new_tokens > self.max_context:
             raise EngineError(f"the prompt has {len(ids)} tokens; with {req.max_new_tokens} new tokens it exceeds "
@@ -273,6 +277,8 @@ class Engine:
     def config(self, req: Request):
         g = self.ov_genai
         cfg = g.GenerationConfig(max_new_tokens=req.max_new_tokens)
+        if req.stop:
+            cfg.stop_strings = set(req.stop)
         if req.do_sample:
             cfg.do_sample, cfg.temperature, cfg.top_p, cfg.rng_seed = True, req.temperature, req.top_p, req.seed
         if req.lane == "speculative":

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo import race
+from demo import agent_view, race
 from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, Engine
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -90,6 +90,9 @@ def build(engine: Engine) -> gr.Blocks:
             with gr.Accordion("How it works", open=False):
                 how = gr.Markdown(race.how_it_works(None), elem_id="how-it-works")
 
+        with gr.Tab("Agent"):
+            agent_view.build(engines.first)
+
         outputs = [base_out, spec_out, tps_plot, metrics_out, how]
 
         def settings_from(d, kk, use_t, t, mx, th):
@@ -120,10 +123,10 @@ def build(engine: Engine) -> gr.Blocks:
 
         inputs = [prompt, draft, k, use_threshold, threshold, max_new, thinking, device]
         run_event = run.click(on_run, inputs, [*outputs, record, message], concurrency_id="models",
-                              concurrency_limit=1)
+                              concurrency_limit=1, api_name="race")
         submit_event = prompt.submit(on_run, inputs, [*outputs, record, message], concurrency_id="models",
-                                     concurrency_limit=1)
-        replay_event = replay.click(on_replay, [record, device], [*outputs, message])
+                                     concurrency_limit=1, api_name=False)
+        replay_event = replay.click(on_replay, [record, device], [*outputs, message], api_name="replay")
         stop.click(None, None, None, cancels=[run_event, submit_event, replay_event])
     return demo
 

@@ -57,7 +57,7 @@ def test_race_over_http(app_url):
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    out = client.predict(PROMPT, "qwen2-draft", 4, False, 0.4, 32, False, "CPU", api_name="/on_run")
+    out = client.predict(PROMPT, "qwen2-draft", 4, False, 0.4, 32, False, "CPU", api_name="/race")
     base_html, spec_html, _plot, metrics_html, how, message = out
     assert message == ""
     assert "32 tokens in" in base_html and "tokens/s" in spec_html
@@ -70,7 +70,7 @@ def test_empty_prompt_gets_a_message_over_http(app_url):
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    out = client.predict("   ", "qwen2-draft", 4, False, 0.4, 32, False, "CPU", api_name="/on_run")
+    out = client.predict("   ", "qwen2-draft", 4, False, 0.4, 32, False, "CPU", api_name="/race")
     assert "Type a prompt first" in out[-1]
 
 
@@ -96,3 +96,15 @@ def test_race_in_chromium(app_url, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
         browser.close()
+
+
+def test_agent_tab_over_http(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    trace, status, deck, gallery, renderer = client.predict("Make a deck about cats", True, False, 2,
+                                                            api_name="/agent")
+    assert "step 1" in trace
+    assert "target + draft" in status and "2 steps" in status and "step limit" in status
+    empty = client.predict("   ", True, False, 2, api_name="/agent")
+    assert "task is empty" in empty[1]

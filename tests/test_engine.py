@@ -90,7 +90,7 @@ def test_utf8_split_across_steps_is_joined(engine):
     (Request("hi", lane="speculative", draft="nope"), "unknown draft 'nope'"),
     (Request("hi", lane="speculative", do_sample=True), "sampling is allowed on the baseline lane only"),
     (Request("hi", max_new_tokens=0), "at least 1"),
-    (Request("hi " * 3000, max_new_tokens=100), "exceeds the model's context"),
+    (Request("hi " * 9000, max_new_tokens=100), "exceeds the model's context"),
 ])
 def test_bad_requests_get_clear_messages(engine, req, msg):
     with pytest.raises(EngineError, match=msg):

@@ -86,7 +86,7 @@ def test_how_it_works_plugs_in_numbers(finished):
 @pytest.mark.parametrize("prompt,draft,msg", [
     ("  ", None, "Type a prompt"),
     ("hi", "nope", "Unknown draft"),
-    ("hi " * 3000, None, "exceeds the model's context"),
+    ("hi " * 9000, None, "exceeds the model's context"),
 ])
 def test_validate_bad_input(engine, prompt, draft, msg):
     settings = race.Settings(draft=draft or engine.drafts[0])

@@ -27,7 +27,7 @@ def build_tiny(dest: Path, tokenizer_dir: Path, arch: str = "qwen2", layers: int
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     common = dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
                   tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     if arch == "qwen2":
         config, cls = Qwen2Config(**common), Qwen2ForCausalLM

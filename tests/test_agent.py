@@ -1,0 +1,155 @@
+"""The agent's plumbing with real smolagents objects: the engine-backed Model, the interpreter, the deck."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from smolagents.models import ChatMessage, MessageRole, Model, TokenUsage
+
+from demo import agent, slides
+from demo.engine import Engine, EngineError, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def engine(qwen2_pair):
+    return Engine(qwen2_pair)
+
+
+def test_cut_at_stop_takes_the_earliest():
+    assert agent.cut_at_stop("abc Observation: x </code> y", ["</code>", "Observation:"]) == "abc "
+    assert agent.cut_at_stop("no stop here", ["</code>"]) == "no stop here"
+
+
+@pytest.mark.parametrize("draft", [True, False])
+def test_engine_model_honours_stop_sequences_and_usage(engine, draft):
+    messages = [ChatMessage(role=MessageRole.USER, content="Write a function that adds two numbers")]
+    full = engine.generate(Request("", messages=[{"role": "user", "content": "Write a function that adds two numbers"}],
+                                   max_new_tokens=40)).text
+    stop = full[len(full) // 2: len(full) // 2 + 4]
+    assert stop.strip() and stop in full
+    model = agent.EngineModel(engine, use_draft=draft, max_new_tokens=40)
+    msg = model.generate(messages, stop_sequences=[stop, "NEVER-APPEARS"])
+    assert msg.content == full[: full.index(stop)]
+    assert msg.token_usage.input_tokens > 10 and 0 < msg.token_usage.output_tokens <= 40
+    assert msg.raw["lane"] == ("speculative" if draft else "baseline")
+    streamed = list(model.generate_stream(messages, stop_sequences=[stop]))
+    assert "".join(d.content for d in streamed) == msg.content
+    assert streamed[0].token_usage.input_tokens == msg.token_usage.input_tokens
+
+
+class ScriptedModel(Model):
+    """Replays fixed replies, so the real CodeAgent and python interpreter run without a capable LLM."""
+
+    def __init__(self, replies):
+        super().__init__(model_id="scripted")
+        self.replies = list(replies)
+
+    def generate(self, messages, stop_sequences=None, **kwargs):
+        text = self.replies.pop(0) if self.replies else '<code>\nfinal_answer("out of script")\n</code>'
+        return ChatMessage(role=MessageRole.ASSISTANT, content=agent.cut_at_stop(text, stop_sequences),
+                           token_usage=TokenUsage(input_tokens=1, output_tokens=1))
+
+    def generate_stream(self, messages, stop_sequences=None, **kwargs):
+        from smolagents.models import ChatMessageStreamDelta
+
+        msg = self.generate(messages, stop_sequences)
+        yield ChatMessageStreamDelta(content=msg.content, token_usage=msg.token_usage)
+
+
+DECK = '''I will build the deck.
+<code>
+from pptx import Presentation
+prs = Presentation()
+for title, bullets in [("Speculative decoding", ["A draft proposes", "The target verifies"]),
+                       ("Verification", ["One pass over k tokens", "Keep the agreeing prefix"]),
+                       ("When it pays off", ["High acceptance", "Cheap draft"])]:
+    slide = prs.slides.add_slide(prs.slide_layouts[1])
+    slide.shapes.title.text = title
+    body = slide.placeholders[1].text_frame
+    body.text = bullets[0]
+    body.add_paragraph().text = bullets[1]
+prs.save("deck.pptx")
+final_answer("Saved deck.pptx with 3 slides")
+</code>'''
+
+
+def run_scripted(engine, tmp_path, replies, max_steps=6):
+    items = list(agent.run_agent(engine, "a deck", tmp_path / "run", model=ScriptedModel(replies),
+                                 max_steps=max_steps, search=False))
+    return items[:-1], items[-1]
+
+
+def test_scripted_agent_builds_a_real_deck_and_refuses_escapes(engine, tmp_path):
+    evil = tmp_path / "evil.pptx"
+    replies = [
+        "<code>\nimport os\nprint(os.listdir('/'))\n</code>",
+        "<code>\nprint(open('/etc/passwd').read())\n</code>",
+        f"<code>\nfrom pptx import Presentation\nPresentation().save({str(evil)!r})\n</code>",
+        "<code>\nfrom pptx import Presentation\nPresentation().save('../outside.pptx')\n</code>",
+        "<code>\nx = 1 / 0\n</code>",
+        DECK,
+    ]
+    trace, result = run_scripted(engine, tmp_path, replies, max_steps=8)
+    errors = [t.text for t in trace if t.kind == "error"]
+    assert any("Import of os is not allowed" in e for e in errors)
+    assert any("open" in e and "not" in e.lower() for e in errors)
+    assert sum("writing outside the run folder is not allowed" in e for e in errors) == 2
+    assert any("division by zero" in e for e in errors)
+    assert not evil.exists() and not (tmp_path / "outside.pptx").exists()
+    assert result.final_answer == "Saved deck.pptx with 3 slides"
+    assert result.files == [str(tmp_path / "run" / "deck.pptx")] and result.steps == 6
+    assert not result.reached_max_steps
+    titles = [t for t, _ in slides.slide_texts(Path(result.files[0]))]
+    assert titles == ["Speculative decoding", "Verification", "When it pays off"]
+    assert any(t.kind == "code" and "prs.save" in t.text for t in trace)
+
+
+def test_max_steps_gives_a_clear_message(engine, tmp_path):
+    trace, result = run_scripted(engine, tmp_path, ["<code>\nprint('thinking')\n</code>"] * 5, max_steps=2)
+    assert result.reached_max_steps and result.files == []
+    assert "reached the limit of 2 steps" in trace[-1].text
+
+
+def test_empty_task(engine, tmp_path):
+    with pytest.raises(EngineError, match="task is empty"):
+        list(agent.run_agent(engine, "  ", tmp_path))
+
+
+def test_search_offline_is_an_observation():
+    out = agent.SearchTool().forward("OpenVINO speculative decoding")
+    assert out.startswith("search unavailable (offline)") or "http" in out  # a machine with network gets results
+
+
+def test_slide_preview_simple_renderer(engine, tmp_path):
+    _, result = run_scripted(engine, tmp_path, [DECK])
+    pngs = slides.render_simple(Path(result.files[0]), tmp_path / "png")
+    assert len(pngs) == 3 and all(p.stat().st_size > 2000 for p in pngs)
+
+
+def test_cli_json(qwen2_pair, tmp_path):
+    (name, path), = qwen2_pair.drafts.items()
+    out = subprocess.run([sys.executable, "-m", "demo.agent", "--target", str(qwen2_pair.target), "--draft",
+                          f"{name}={path}", "--cache-dir", str(tmp_path / "c"), "--task", "Make a deck about cats",
+                          "--out", str(tmp_path / "run"), "--max-steps", "1", "--no-search", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(got) == {"final_answer", "files", "steps", "seconds", "speculative", "tokens"}
+    assert got["speculative"] is True and got["steps"] >= 1 and got["tokens"] > 0
+    assert "[step 1]" in out.stderr
+
+
+@pytest.mark.slow
+def test_offline_pair_writes_a_deck(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "demo.agent", "--preset", "qwen2.5-coder-1.5b", "--task",
+                          "Make a three-slide deck introducing Python list comprehensions", "--out",
+                          str(tmp_path), "--no-search", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=1800)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["files"], out.stderr[-3000:]
+    assert len(slides.slide_texts(Path(got["files"][0]))) >= 3
