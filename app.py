@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.engine import Engine
 
     engine = Engine(ready, device=args.device)
+    engine.warm_up(log=lambda msg: print(f"[app] {msg}", file=sys.stderr, flush=True))
     print(f"serving {ready.preset}: target {ready.target}, drafts {', '.join(ready.drafts) or 'none'}",
           file=sys.stderr, flush=True)
     ui.launch(ui.build(engine), host=args.host, port=args.port, share=args.share)

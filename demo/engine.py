@@ -230,6 +230,19 @@ class Engine:
             return g.LLMPipeline(target, self.device, draft_model=dm, **self.properties)
         raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
 
+    def warm_up(self, lanes: tuple[str, ...] = ("baseline", "speculative"), log=None) -> None:
+        """Load the lanes' pipelines and run a few tokens, so a first visitor sees warm numbers."""
+        for lane in lanes:
+            if lane == "speculative" and not self.drafts:
+                continue
+            if log:
+                log(f"warming up the {lane} lane")
+            try:
+                self.generate(Request("Hello", lane=lane, max_new_tokens=4))
+            except EngineError as exc:  # reported again, in its lane, when a visitor picks it
+                if log:
+                    log(f"{lane} lane unavailable: {exc}")
+
     def tokenizer(self):
         return self.pipeline("baseline").get_tokenizer()
 
