@@ -187,9 +187,13 @@ def run_folder(path: Path):
 # ---------------------------------------------------------------- running the agent
 
 def build_agent(model: Model, max_steps: int = MAX_STEPS, search: bool = True) -> CodeAgent:
+    from rich.console import Console
+
     tools = [SearchTool()] if search else []
-    return CodeAgent(tools=tools, model=model, additional_authorized_imports=AUTHORIZED_IMPORTS,
-                     max_steps=max_steps, instructions=INSTRUCTIONS, stream_outputs=True, verbosity_level=0)
+    agent = CodeAgent(tools=tools, model=model, additional_authorized_imports=AUTHORIZED_IMPORTS,
+                      max_steps=max_steps, instructions=INSTRUCTIONS, stream_outputs=True, verbosity_level=0)
+    agent.logger.console = Console(file=sys.stderr)  # stdout is the CLI's JSON line
+    return agent
 
 
 @dataclass

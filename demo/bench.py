@@ -109,11 +109,13 @@ def summarize_lane(spec: LaneSpec, runs: list[tuple[int, RunResult]], baseline: 
 
 
 def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new_tokens: int,
-              num_assistant_tokens: int | None = None, repeats: int = 1) -> dict:
+              num_assistant_tokens: int | None = None, repeats: int = 1,
+              confidence_threshold: float | None = None) -> dict:
     """Warm each lane once, then run every prompt through every lane (interleaved), `repeats` times."""
     def request(spec: LaneSpec, prompt: str, n: int) -> Request:
         return Request(prompt, lane=spec.lane, draft=spec.draft, max_new_tokens=n,
-                       num_assistant_tokens=num_assistant_tokens if spec.lane != "baseline" else None)
+                       num_assistant_tokens=num_assistant_tokens if spec.lane != "baseline" else None,
+                       assistant_confidence_threshold=confidence_threshold if spec.lane == "speculative" else None)
 
     # The baseline goes first so that c is measured against this process's own target step cost.
     order = sorted(lanes, key=lambda s: s.lane != "baseline")
@@ -139,6 +141,7 @@ def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new
     return {
         "device": engine.device_name(), "preset": engine.prepared.preset, "max_new_tokens": max_new_tokens,
         "repeats": repeats, "prompts": len(prompts), "num_assistant_tokens": num_assistant_tokens,
+        "confidence_threshold": confidence_threshold,
         "settings": engine.settings(), "lanes": entries,
     }
 
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", default="baseline,speculative")
     parser.add_argument("--num-assistant-tokens", type=int, default=None,
                         help="draft tokens per step (default: the app's default)")
+    parser.add_argument("--confidence-threshold", type=float, default=None,
+                        help="draft while the draft is this confident instead of a fixed number of tokens")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--properties", type=json.loads, default=None, metavar="JSON",
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--max-new-tokens and --repeats must be at least 1")
         ready = prepare.prepare_from_args(args)
         engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties)
-        report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats)
+        report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats,
+                           args.confidence_threshold)
     except (ValueError, OSError, prepare.PrepareError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -315,8 +315,27 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
         if needs_convert:
             tokenizer = shared_tokenizer(preset_dir, preset.target, paths[preset.target.name], workdir)
         out = {s.name: prepare_model(s, preset_dir, tokenizer, workdir, paths[s.name]) for s in specs}
-    return Prepared(preset.name, out[preset.target.name], {d.name: out[d.name] for d in preset.drafts},
-                    thinking=preset.thinking)
+    drafts = {d.name: out[d.name] for d in preset.drafts}
+    drafts.update(registered_drafts(preset_dir))
+    return Prepared(preset.name, out[preset.target.name], drafts, thinking=preset.thinking)
+
+
+REGISTRY = "extra-drafts.json"
+
+
+def registered_drafts(preset_dir: Path) -> dict[str, Path]:
+    """Drafts added to a preset after preparation (the pruned drafts of demo.prune), still on disk."""
+    try:
+        entries = json.loads((preset_dir / REGISTRY).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: Path(path) for name, path in entries.items() if is_ir_folder(Path(path))}
+
+
+def register_draft(preset_dir: Path, name: str, path: Path) -> None:
+    entries = {k: str(v) for k, v in registered_drafts(preset_dir).items()}
+    entries[name] = str(path)
+    (preset_dir / REGISTRY).write_text(json.dumps(entries, indent=1))
 
 
 def custom_preset(target: str, drafts: list[str]) -> Preset:

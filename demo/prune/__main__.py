@@ -1,0 +1,183 @@
+"""python -m demo.prune {analyze,cut,heal,export,run} --preset P [--layers N] ...
+
+analyze: angular distances for every block size and start, JSON + plotly heatmap, recommended block
+cut:     remove the block, save a transformers checkpoint
+heal:    fine-tune the cut draft on target-generated text (cached), resumable
+export:  OpenVINO IR int8 with the preset's shared tokenizer, registered as draft <draft>-pruned-<n>l
+run:     all four, each step skipped when its output exists
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from demo import catalog, prepare
+from demo.catalog import GGUFSource
+from demo.prune import angular
+from demo.prune.cut import cut_checkpoint
+
+CALIBRATION = Path(__file__).resolve().parents[2] / "assets" / "prompts"
+
+
+def log(msg: str) -> None:
+    print(f"[prune] {msg}", file=sys.stderr, flush=True)
+
+
+def calibration_prompts() -> list[str]:
+    from demo.bench import load_prompts
+
+    return [p for f in sorted(CALIBRATION.glob("*.jsonl")) if f.name != "mixed.jsonl" for p in load_prompts(f)]
+
+
+class Workspace:
+    """Paths of one preset's pruning run, all inside the model cache."""
+
+    def __init__(self, preset: catalog.Preset, cache_dir: str | None, draft: str | None, n: int):
+        self.preset = preset
+        self.preset_dir = catalog.cache_root(cache_dir) / preset.name
+        self.draft = next((d for d in preset.drafts if d.name == draft), None) if draft else preset.drafts[-1]
+        if self.draft is None:
+            raise SystemExit(f"error: unknown draft {draft!r}; choose from {[d.name for d in preset.drafts]}")
+        self.n = n
+        self.root = self.preset_dir / "prune" / self.draft.name
+        self.hf = self.root / "hf"
+        self.analysis = self.root / "analysis.json"
+        self.cut = self.root / f"cut-{n}l"
+        self.data = self.root / "target-texts.jsonl"
+        self.healed = self.root / f"healed-{n}l"
+        self.name = f"{self.draft.name.removesuffix('-int4')}-pruned-{n}l"
+
+    def hf_checkpoint(self) -> Path:
+        """The draft as a transformers checkpoint (from its GGUF or folder), made once."""
+        if (self.hf / "config.json").exists():
+            return self.hf
+        src = self.draft.source
+        self.root.mkdir(parents=True, exist_ok=True)
+        if isinstance(src, GGUFSource):
+            gguf = prepare.assemble_gguf(src, self.root / "gguf")
+            model = prepare.load_hf_from_gguf(gguf)
+            model.save_pretrained(self.hf)
+            gguf.unlink()
+        else:
+            from transformers import AutoModelForCausalLM
+
+            AutoModelForCausalLM.from_pretrained(prepare.resolve_local_or_hub(str(src))).save_pretrained(self.hf)
+        prepare.install_tokenizer(self.preset_dir / "tokenizer", self.hf)  # HF tokenizer files included
+        return self.hf
+
+
+def analyze(ws: Workspace, html: Path | None, simple: bool) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf = ws.hf_checkpoint()
+    model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(hf)
+    t0 = time.monotonic()
+    states = angular.last_token_states(model, tok, calibration_prompts())
+    table = angular.distance_table(states)
+    start, dist = angular.best_block(table, ws.n)
+    if simple:
+        start = angular.deepest_block(model.config.num_hidden_layers, ws.n)
+        dist = table[ws.n][start]
+    result = {"layers": model.config.num_hidden_layers, "n": ws.n, "start": start, "distance": dist,
+              "variant": "deepest" if simple else "angular", "distances": {str(k): v for k, v in table.items()},
+              "seconds": round(time.monotonic() - t0, 1)}
+    ws.analysis.write_text(json.dumps(result, indent=1))
+    log(f"remove layers {start}..{start + ws.n - 1} of {result['layers']} (distance {dist:.3f})")
+    if html:
+        heatmap(result).write_html(str(html), include_plotlyjs=True)
+    return result
+
+
+def heatmap(result: dict):
+    import plotly.graph_objects as go
+
+    layers = result["layers"]
+    ns = sorted(int(k) for k in result["distances"])
+    z = [[result["distances"][str(n)][l] if l < len(result["distances"][str(n)]) else None for l in range(layers)]
+         for n in ns]
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(layers)), y=ns, colorscale="Viridis",
+                               colorbar=dict(title="angular distance")))
+    fig.update_layout(title=f"Angular distance of removing n layers starting at l (chosen: n={result['n']}, "
+                            f"l={result['start']})", xaxis_title="start layer l", yaxis_title="block size n")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo.prune", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["analyze", "cut", "heal", "export", "run"])
+    parser.add_argument("--preset", default=catalog.OFFLINE_PRESET)
+    parser.add_argument("--draft", help="which draft of the preset to prune (default: its last, the int8 one)")
+    parser.add_argument("--layers", type=int, default=6, help="how many layers to remove")
+    parser.add_argument("--simple", action="store_true", help="drop the deepest n layers before the last instead")
+    parser.add_argument("--html", type=Path, help="write the distance heatmap here (analyze)")
+    parser.add_argument("--steps", type=int, default=100, help="healing steps")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--train", choices=["all", "ffn"], default="all", help="what healing updates")
+    parser.add_argument("--texts", type=int, default=12, help="target-generated texts for healing")
+    parser.add_argument("--text-tokens", type=int, default=192)
+    parser.add_argument("--no-heal", action="store_true", help="run: export the cut model without healing")
+    parser.add_argument("--cache-dir")
+    args = parser.parse_args(argv)
+    if args.preset not in catalog.PRESETS:
+        print(f"error: unknown preset {args.preset!r}", file=sys.stderr)
+        return 2
+    ws = Workspace(catalog.PRESETS[args.preset], args.cache_dir, args.draft, args.layers)
+    try:
+        prepared = prepare.prepare(ws.preset, args.cache_dir)
+        if args.command in ("analyze", "run") and not ws.analysis.exists() or args.command == "analyze":
+            analyze(ws, args.html, args.simple)
+        result = json.loads(ws.analysis.read_text()) if ws.analysis.exists() else None
+        if result is None:
+            raise SystemExit("error: run `python -m demo.prune analyze` first")
+        if args.command in ("cut", "run") and not (ws.cut / "config.json").exists() or args.command == "cut":
+            cut_checkpoint(ws.hf_checkpoint(), ws.cut, result["start"], ws.n)
+            log(f"cut checkpoint at {ws.cut}")
+        source = ws.cut
+        if args.command == "heal" or (args.command == "run" and not args.no_heal):
+            source = ws.healed
+            if args.command == "heal" or not (ws.healed / "config.json").exists():
+                heal_cmd(ws, prepared, args)
+        if args.command in ("export", "run"):
+            if args.command == "export" and (ws.healed / "config.json").exists():
+                source = ws.healed
+            export(ws.preset_dir, ws.name if source == ws.healed else f"{ws.name}-unhealed", source)
+    except prepare.PrepareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def heal_cmd(ws: Workspace, prepared, args) -> None:
+    from transformers import AutoTokenizer
+
+    from demo.engine import Engine
+    from demo.prune.heal import encode_pairs, heal, target_texts
+
+    prompts = (calibration_prompts() * 4)[: args.texts]
+    pairs = target_texts(Engine(prepared), prompts, args.text_tokens, ws.data)
+    examples = encode_pairs(AutoTokenizer.from_pretrained(ws.hf), pairs)
+    stats = heal(ws.cut, ws.healed, examples, steps=args.steps, lr=args.lr, part=args.train)
+    (ws.healed / "heal.json").write_text(json.dumps(stats, indent=1))
+    log(f"healed: loss {stats['loss_before']} -> {stats['loss_after']:.3f}")
+
+
+def export(preset_dir: Path, name: str, source: Path) -> Path:
+    """OpenVINO IR int8 with the preset's shared tokenizer, registered as a draft of the preset."""
+    out = preset_dir / name
+    tmp = out.with_name(f".tmp-{out.name}")
+    prepare.export_ir(source, tmp, "int8")
+    prepare.install_tokenizer(preset_dir / "tokenizer", tmp)
+    (tmp / prepare.MANIFEST).write_text(json.dumps({"name": name, "source": str(source)}))
+    prepare.replace_atomically(tmp, out)
+    prepare.register_draft(preset_dir, name, out)
+    log(f"draft {name} registered at {out}")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

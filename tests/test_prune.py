@@ -1,0 +1,123 @@
+"""Depth pruning on tiny models: distances, the chosen block, the cut, healing and export as a draft."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import tiny
+from demo import prepare
+from demo.engine import Engine, Request
+from demo.prune import angular
+from demo.prune.__main__ import export
+from demo.prune.cut import cut_checkpoint, cut_layers
+from demo.prune.heal import encode_pairs, heal, mean_loss
+
+PROMPTS = ["def add(a, b):", "Explain recursion.", "SELECT * FROM users", "Write a haiku about the sea."]
+
+
+@pytest.fixture(scope="module")
+def model_dir(work, tokenizer_dir):
+    return tiny.build_tiny(work / "prune-src", tokenizer_dir, "qwen2", layers=6, seed=5)
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return (AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+            AutoTokenizer.from_pretrained(model_dir))
+
+
+def test_distances_lie_in_unit_interval_and_skip_the_last_layer(loaded):
+    model, tok = loaded
+    states = angular.last_token_states(model, tok, PROMPTS)
+    assert states.shape[:2] == (6, len(PROMPTS))
+    table = angular.distance_table(states)
+    assert sorted(table) == [1, 2, 3, 4]
+    for n, row in table.items():
+        assert len(row) == 6 - n  # starts 0..L-1-n: no block ends at the final layer
+        assert all(0.0 <= d <= 1.0 for d in row)
+
+
+def test_argmin_block():
+    table = {2: [0.4, 0.1, 0.3, 0.2]}
+    assert angular.best_block(table, 2) == (1, 0.1)
+    assert angular.deepest_block(24, 6) == 17
+
+
+def test_angular_distance_values():
+    import torch
+
+    a = torch.tensor([[1.0, 0.0]])
+    assert float(angular.angular_distance(a, torch.tensor([[0.0, 1.0]]))) == pytest.approx(0.5)
+    assert float(angular.angular_distance(a, torch.tensor([[-2.0, 0.0]]))) == pytest.approx(1.0)
+    assert float(angular.angular_distance(a, torch.tensor([[3.0, 0.0]]))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cut_equals_original_when_removed_layers_are_identities(model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        for i in (2, 3):  # zero the residual branches: the layers add nothing
+            model.model.layers[i].self_attn.o_proj.weight.zero_()
+            model.model.layers[i].mlp.down_proj.weight.zero_()
+    model.save_pretrained(tmp_path / "ident")
+    ids = torch.tensor([[151643, 785, 1156, 88, 42]])
+    with torch.no_grad():
+        want = model(ids).logits
+    cut_checkpoint(tmp_path / "ident", tmp_path / "cut", start=2, n=2)
+    cut = AutoModelForCausalLM.from_pretrained(tmp_path / "cut", dtype=torch.float32).eval()
+    assert cut.config.num_hidden_layers == 4 and len(cut.model.layers) == 4
+    assert [layer.self_attn.layer_idx for layer in cut.model.layers] == [0, 1, 2, 3]
+    with torch.no_grad():
+        got = cut(ids).logits
+        gen = cut.generate(ids, max_new_tokens=5, do_sample=False)  # the KV cache works after renumbering
+    assert torch.allclose(got, want, atol=1e-5)
+    assert gen.shape[1] == ids.shape[1] + 5
+
+
+def test_cut_refuses_the_last_layer(loaded):
+    import copy
+
+    with pytest.raises(ValueError, match="the last layer stays"):
+        cut_layers(copy.deepcopy(loaded[0]), 4, 2)
+
+
+def test_healing_lowers_the_loss_and_exports_a_working_draft(model_dir, tmp_path, qwen2_pair, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    cut = cut_checkpoint(model_dir, tmp_path / "cut", start=3, n=2)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs = [{"prompt": p, "response": "The answer is forty-two, as always."} for p in PROMPTS]
+    examples = encode_pairs(tok, pairs)
+    stats = heal(cut, tmp_path / "healed", examples, steps=12, lr=1e-3, checkpoint_every=5, device="cpu",
+                 log=lambda m: None)
+    assert stats["loss_after"] < stats["loss_before"]
+    # export with the tiny pair's shared tokenizer, registered in a preset folder of its own
+    preset_dir = tmp_path / "preset"
+    shutil.copytree(qwen2_pair.target.parent / "tokenizer", preset_dir / "tokenizer")
+    out = export(preset_dir, "tiny-pruned-2l", tmp_path / "healed")
+    for name in prepare.TOKENIZER_FILES:
+        assert (out / name).read_bytes() == (qwen2_pair.target / name).read_bytes()
+    assert prepare.registered_drafts(preset_dir)["tiny-pruned-2l"] == out
+    eng = Engine(prepare.Prepared("t", qwen2_pair.target, {"tiny-pruned-2l": out}))
+    base = eng.generate(Request("def add(a, b):", max_new_tokens=16))
+    spec = eng.generate(Request("def add(a, b):", lane="speculative", max_new_tokens=16, num_assistant_tokens=3))
+    assert spec.tokens == base.tokens and spec.drafted > 0
+
+
+def test_heal_resumes_from_checkpoint(model_dir, tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    cut = cut_checkpoint(model_dir, tmp_path / "cut", start=1, n=1)
+    examples = encode_pairs(AutoTokenizer.from_pretrained(model_dir), [{"prompt": "hi", "response": "hello there"}])
+    logs = []
+    heal(cut, tmp_path / "h", examples, steps=5, checkpoint_every=2, device="cpu", log=logs.append)
+    assert (tmp_path / "h" / "checkpoint" / "state.json").exists()
+    logs.clear()
+    heal(cut, tmp_path / "h", examples, steps=6, checkpoint_every=2, device="cpu", log=logs.append)
+    assert logs[0] == "resuming at step 4" and len([m for m in logs if m.startswith("step")]) == 2
