@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo import agent_view, race
+from demo import agent_view, prune_view, race
 from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, Engine
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -92,6 +92,8 @@ def build(engine: Engine) -> gr.Blocks:
 
         with gr.Tab("Agent"):
             agent_view.build(engines.first)
+        with gr.Tab("Pruning"):
+            prune_view.build(engines.first)
 
         outputs = [base_out, spec_out, tps_plot, metrics_out, how]
 

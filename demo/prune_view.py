@@ -1,0 +1,60 @@
+"""The Pruning tab: the angular-distance heatmap, the block removed, and pruned against full draft."""
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from demo import catalog
+from demo.engine import Engine, EngineError, Request
+
+PROMPT = "Write a Python function that returns the n-th Fibonacci number using memoization."
+
+
+def analyses(engine: Engine) -> list[dict]:
+    root = catalog.cache_root() / engine.prepared.preset / "prune"
+    out = []
+    for f in sorted(root.glob("*/analysis.json")):
+        data = json.loads(f.read_text())
+        data["draft"] = f.parent.name
+        out.append(data)
+    return out
+
+
+def compare_rows(engine: Engine, prompt: str, max_new_tokens: int = 96) -> str:
+    """Baseline and every draft on one prompt: the numbers that decide whether pruning pays."""
+    try:
+        base = engine.generate(Request(prompt, max_new_tokens=max_new_tokens))
+    except EngineError as exc:
+        return f"⚠️ {exc}"
+    rows = ["| lane | tokens/s | speedup | draft ms/token | tokens/step | identical |", "|---|---|---|---|---|---|",
+            f"| baseline | {base.tokens_per_second:.2f} | 1.00× | – | 1 | – |"]
+    for name in engine.drafts:
+        try:
+            r = engine.generate(Request(prompt, lane="speculative", draft=name, max_new_tokens=max_new_tokens))
+        except EngineError as exc:
+            rows.append(f"| {name} | failed: {exc} | | | | |")
+            continue
+        rows.append(f"| {name} | {r.tokens_per_second:.2f} | {base.seconds / r.seconds:.2f}× | "
+                    f"{r.draft_ms_per_token or 0:.1f} | {r.tokens_per_step or 1:.2f} | "
+                    f"{'yes' if r.tokens == base.tokens else 'no'} |")
+    return "\n".join(rows)
+
+
+def build(engine: Engine) -> None:
+    from demo.prune.__main__ import heatmap
+
+    found = analyses(engine)
+    if not found:
+        gr.Markdown("No pruning analysis for this preset yet. Run `python -m demo.prune run` (see the README) "
+                    "to analyse, cut, heal and export a pruned draft; it then appears here and in the draft list.")
+    for a in found:
+        gr.Markdown(f"**{a['draft']}**: {a['layers']} layers; removing layers {a['start']}–{a['start'] + a['n'] - 1} "
+                    f"({a['n']} layers, {a['variant']} choice) changes the residual stream by an angular distance "
+                    f"of {a['distance']:.3f}.")
+        gr.Plot(heatmap(a), elem_id=f"prune-heatmap-{a['draft']}")
+    prompt = gr.Textbox(PROMPT, label="Prompt for the draft comparison")
+    go = gr.Button("Compare all drafts on this prompt", elem_id="prune-compare")
+    table = gr.Markdown(elem_id="prune-table")
+    go.click(lambda p: compare_rows(engine, p), [prompt], [table], concurrency_id="models", concurrency_limit=1,
+             api_name="prune_compare")
