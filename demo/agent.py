@@ -27,20 +27,29 @@ EXAMPLE_TASKS = [
     "Create a short slide deck with tips for giving a talk at a technical conference",
 ]
 # A small model succeeds far more often when it sees the exact API it should use.
-INSTRUCTIONS = """You build slide decks with python-pptx. Keep every code block short. Use exactly this pattern:
+INSTRUCTIONS = """You build slide decks with python-pptx. Write the whole deck in one short code block,
+one (title, bullets) entry per slide, exactly in this pattern:
 <code>
 from pptx import Presentation
+slides = [
+    ("First slide title", ["first point", "second point", "third point"]),
+    ("Second slide title", ["first point", "second point"]),
+    ("Third slide title", ["first point", "second point"]),
+]
 prs = Presentation()
-slide = prs.slides.add_slide(prs.slide_layouts[1])  # layout 1: title and content
-slide.shapes.title.text = "Slide title"
-body = slide.placeholders[1].text_frame
-body.text = "First bullet"
-body.add_paragraph().text = "Second bullet"
+for title, bullets in slides:
+    slide = prs.slides.add_slide(prs.slide_layouts[1])  # layout 1: title and content
+    slide.shapes.title.text = title
+    body = slide.placeholders[1].text_frame
+    body.text = bullets[0]
+    for bullet in bullets[1:]:
+        body.add_paragraph().text = bullet
 prs.save("deck.pptx")
-final_answer("Saved deck.pptx with N slides: ...")
+final_answer(f"Saved deck.pptx with {len(prs.slides)} slides: " + ", ".join(t for t, _ in slides))
 </code>
-Save with a plain file name such as "deck.pptx" (it goes into this run's folder). Do not import os, sys or
-subprocess and do not open files. If web search is unavailable, write the deck from what you know."""
+Write real titles and points about the task's topic, short and specific. Save with a plain file name such
+as "deck.pptx" (it goes into this run's folder). Do not import os, sys or subprocess and do not open
+files. If web search is unavailable, write the deck from what you know."""
 
 
 def cut_at_stop(text: str, stops: list[str] | None) -> str:
@@ -186,12 +195,39 @@ def run_folder(path: Path):
 
 # ---------------------------------------------------------------- running the agent
 
-def build_agent(model: Model, max_steps: int = MAX_STEPS, search: bool = True) -> CodeAgent:
+PLACEHOLDER_TITLES = ("slide title", "title 1", "title here")
+
+
+def deck_check(out_dir: Path):
+    """A smolagents final-answer check: a deck exists in the run folder and its slides have real titles.
+    A failed check goes back to the model as an error, so it can fix the deck instead of stopping."""
+    def deck_saved_with_real_titles(final_answer, memory, agent=None) -> bool:
+        from demo.slides import slide_texts
+
+        decks = sorted(out_dir.rglob("*.pptx"))
+        if not decks:
+            raise ValueError("no .pptx was saved in the run folder: build the deck, call prs.save('deck.pptx'), "
+                             "then final_answer")
+        titles = [t for deck in decks for t, _ in slide_texts(deck)]
+        if not titles or any(not t.strip() for t in titles):
+            raise ValueError("every slide needs a title: set slide.shapes.title.text")
+        copied = [t for t in titles if any(p in t.lower() for p in PLACEHOLDER_TITLES)]
+        if copied:
+            raise ValueError(f"the slide titles {copied} are the example's placeholders: write real titles and "
+                             f"points about the task's topic and save again")
+        return True
+    return deck_saved_with_real_titles
+
+
+def build_agent(model: Model, max_steps: int = MAX_STEPS, search: bool = True,
+                out_dir: Path | None = None) -> CodeAgent:
     from rich.console import Console
 
     tools = [SearchTool()] if search else []
+    checks = [deck_check(out_dir)] if out_dir is not None else []
     agent = CodeAgent(tools=tools, model=model, additional_authorized_imports=AUTHORIZED_IMPORTS,
-                      max_steps=max_steps, instructions=INSTRUCTIONS, stream_outputs=True, verbosity_level=0)
+                      max_steps=max_steps, instructions=INSTRUCTIONS, stream_outputs=True, verbosity_level=0,
+                      final_answer_checks=checks)
     agent.logger.console = Console(file=sys.stderr)  # stdout is the CLI's JSON line
     return agent
 
@@ -266,7 +302,7 @@ def run_agent(engine: Engine, task: str, out_dir: Path, use_draft: bool = True, 
     if not task or not task.strip():
         raise EngineError("the task is empty: describe the deck you want")
     model = model or EngineModel(engine, use_draft=use_draft)
-    agent = build_agent(model, max_steps=max_steps, search=search)
+    agent = build_agent(model, max_steps=max_steps, search=search, out_dir=out_dir)
     t0, trace = time.monotonic(), []
     state = {"steps": 0, "answered": False, "final": None}
     with run_folder(out_dir):

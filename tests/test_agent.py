@@ -153,3 +153,13 @@ def test_offline_pair_writes_a_deck(tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["files"], out.stderr[-3000:]
     assert len(slides.slide_texts(Path(got["files"][0]))) >= 3
+
+
+def test_final_answer_without_a_real_deck_is_sent_back(engine, tmp_path):
+    placeholder = DECK.replace('"Speculative decoding"', '"First slide title"')
+    replies = ['<code>\nfinal_answer("done")\n</code>', placeholder, DECK]
+    trace, result = run_scripted(engine, tmp_path, replies)
+    errors = [t.text for t in trace if t.kind == "error"]
+    assert any("no .pptx was saved" in e for e in errors)
+    assert any("placeholders" in e for e in errors)
+    assert result.final_answer == "Saved deck.pptx with 3 slides" and result.steps == 3
