@@ -28,13 +28,13 @@ EXAMPLE_TASKS = [
 ]
 # A small model succeeds far more often when it sees the exact API it should use.
 INSTRUCTIONS = """You build slide decks with python-pptx. Write the whole deck in one short code block,
-one (title, bullets) entry per slide, exactly in this pattern:
+one (title, bullets) entry per slide. This example deck is about coffee; yours must be about the task:
 <code>
 from pptx import Presentation
 slides = [
-    ("First slide title", ["first point", "second point", "third point"]),
-    ("Second slide title", ["first point", "second point"]),
-    ("Third slide title", ["first point", "second point"]),
+    ("Why Coffee Matters", ["Most popular hot drink", "Grown in over 70 countries"]),
+    ("From Bean to Cup", ["Harvest and roast", "Grind and brew"]),
+    ("Brewing Tips", ["Use fresh beans", "Water at 92-96 C"]),
 ]
 prs = Presentation()
 for title, bullets in slides:
@@ -195,7 +195,7 @@ def run_folder(path: Path):
 
 # ---------------------------------------------------------------- running the agent
 
-PLACEHOLDER_TITLES = ("slide title", "title 1", "title here")
+PLACEHOLDER_TITLES = ("slide title", "title 1", "title here", "coffee")
 
 
 def deck_check(out_dir: Path):
@@ -213,8 +213,8 @@ def deck_check(out_dir: Path):
             raise ValueError("every slide needs a title: set slide.shapes.title.text")
         copied = [t for t in titles if any(p in t.lower() for p in PLACEHOLDER_TITLES)]
         if copied:
-            raise ValueError(f"the slide titles {copied} are the example's placeholders: write real titles and "
-                             f"points about the task's topic and save again")
+            raise ValueError(f"the slide titles {copied} come from the example: write real titles and points "
+                             f"about the task's topic and save again")
         return True
     return deck_saved_with_real_titles
 

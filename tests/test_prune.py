@@ -11,7 +11,7 @@ from demo.engine import Engine, Request
 from demo.prune import angular
 from demo.prune.__main__ import export
 from demo.prune.cut import cut_checkpoint, cut_layers
-from demo.prune.heal import encode_pairs, heal, mean_loss
+from demo.prune.heal import encode_pairs, heal
 
 PROMPTS = ["def add(a, b):", "Explain recursion.", "SELECT * FROM users", "Write a haiku about the sea."]
 

@@ -127,25 +127,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown preset {args.preset!r}", file=sys.stderr)
         return 2
     ws = Workspace(catalog.PRESETS[args.preset], args.cache_dir, args.draft, args.layers)
+    cmd, run = args.command, args.command == "run"
     try:
         prepared = prepare.prepare(ws.preset, args.cache_dir)
-        if args.command in ("analyze", "run") and not ws.analysis.exists() or args.command == "analyze":
+        if cmd == "analyze" or (run and not ws.analysis.exists()):
             analyze(ws, args.html, args.simple)
-        result = json.loads(ws.analysis.read_text()) if ws.analysis.exists() else None
-        if result is None:
-            raise SystemExit("error: run `python -m demo.prune analyze` first")
-        if args.command in ("cut", "run") and not (ws.cut / "config.json").exists() or args.command == "cut":
+        if not ws.analysis.exists():
+            raise prepare.PrepareError("no analysis yet: run `python -m demo.prune analyze` first")
+        result = json.loads(ws.analysis.read_text())
+        if cmd == "cut" or (run and not (ws.cut / "config.json").exists()):
             cut_checkpoint(ws.hf_checkpoint(), ws.cut, result["start"], ws.n)
             log(f"cut checkpoint at {ws.cut}")
-        source = ws.cut
-        if args.command == "heal" or (args.command == "run" and not args.no_heal):
-            source = ws.healed
-            if args.command == "heal" or not (ws.healed / "config.json").exists():
-                heal_cmd(ws, prepared, args)
-        if args.command in ("export", "run"):
-            if args.command == "export" and (ws.healed / "config.json").exists():
-                source = ws.healed
-            export(ws.preset_dir, ws.name if source == ws.healed else f"{ws.name}-unhealed", source)
+        if cmd == "heal" or (run and not args.no_heal and not (ws.healed / "config.json").exists()):
+            heal_cmd(ws, prepared, args)
+        if cmd in ("export", "run"):
+            healed = (ws.healed / "config.json").exists() and not (run and args.no_heal)
+            source = ws.healed if healed else ws.cut
+            export(ws.preset_dir, ws.name if healed else f"{ws.name}-unhealed", source)
     except prepare.PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
