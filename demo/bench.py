@@ -147,7 +147,8 @@ def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new
 
 
 def table(report: dict) -> str:
-    head = f"{'lane':<32} {'tok/s':>7} {'speedup':>8} {'tok/step':>9} {'accept':>7} {'draft ms':>9} " \
+    w = max(32, *(len(lane["name"]) + 2 for lane in report["lanes"]))
+    head = f"{'lane':<{w}} {'tok/s':>7} {'speedup':>8} {'tok/step':>9} {'accept':>7} {'draft ms':>9} " \
            f"{'target ms':>10} {'theory':>7}  identical"
     rows = [head, "-" * len(head)]
 
@@ -159,7 +160,7 @@ def table(report: dict) -> str:
         diverged = [str(p["prompt_index"] + 1) for p in lane["per_prompt"] if p["identical"] is False]
         ident = "-" if lane["identical_to_baseline"] is None else (
             "yes" if lane["identical_to_baseline"] else f"no (prompts {', '.join(diverged)})")
-        rows.append(f"{lane['name']:<32} {f(lane['tokens_per_second'], '7.2f')} {f(lane['speedup'], '7.2f')}{'x' if lane['speedup'] else ' '} "
+        rows.append(f"{lane['name']:<{w}} {f(lane['tokens_per_second'], '7.2f')} {f(lane['speedup'], '7.2f')}{'x' if lane['speedup'] else ' '} "
                     f"{f(lane['tokens_per_step'], '9.2f')} {f(lane['acceptance_rate'], '7.2f')} "
                     f"{f(lane['draft_ms_per_token'], '9.1f')} {f(lane['target_ms_per_step'], '10.1f')} "
                     f"{f(lane['theoretical_speedup'], '6.2f')}{'x' if lane['theoretical_speedup'] else ' '}  {ident}")
