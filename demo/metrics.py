@@ -94,15 +94,6 @@ def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def timeline(token_times: Sequence[float], counts: Sequence[int]) -> tuple[list[float], list[int]]:
-    """Cumulative tokens against time: (times, totals) from per-step times and token counts."""
-    totals, n = [], 0
-    for c in counts:
-        n += c
-        totals.append(n)
-    return list(token_times), totals
-
-
 def mean(values: Sequence[float]) -> float | None:
     """Arithmetic mean, None when empty."""
     return sum(values) / len(values) if values else None

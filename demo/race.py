@@ -104,7 +104,7 @@ def fmt(v, spec: str, unit: str = "") -> str:
     return "–" if v is None else f"{format(v, spec)}{unit}"
 
 
-def metrics_rows(base: RunResult | None, spec: RunResult | None, engine: Engine) -> list[tuple[str, str, str]]:
+def metrics_rows(base: RunResult | None, spec: RunResult | None) -> list[tuple[str, str, str]]:
     """(label, baseline, drafted lane) rows for the metrics panel."""
     rows = [
         ("TTFT", fmt(base and base.ttft_ms, ".0f", " ms"), fmt(spec and spec.ttft_ms, ".0f", " ms")),
@@ -124,7 +124,7 @@ def metrics_rows(base: RunResult | None, spec: RunResult | None, engine: Engine)
 def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, settings: Settings) -> str:
     """The metrics panel as HTML: speedup, theory, identity, device and models."""
     measured = metrics.speedup(spec.seconds, base.seconds) if base and spec else None
-    rows = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in metrics_rows(base, spec, engine))
+    rows = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in metrics_rows(base, spec))
     lane_name = "prompt lookup" if settings.draft == PROMPT_LOOKUP else f"draft {settings.draft}"
     head = f'<div class="speedup">speedup {fmt(measured, ".2f", "×")}</div>'
     theory = ""

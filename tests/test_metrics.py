@@ -38,10 +38,9 @@ def test_theoretical_speedup():
     assert m.theoretical_speedup(1.0, 3, 0.0) == 4.0
 
 
-def test_speedup_divergence_timeline():
+def test_speedup_and_divergence():
     assert m.speedup(2.0, 3.0) == 1.5 and m.speedup(0, 3.0) is None
     assert m.first_divergence([1, 2, 3], [1, 2, 3]) is None
     assert m.first_divergence([1, 2, 3], [1, 9, 3]) == 1
     assert m.first_divergence([1, 2], [1, 2, 3]) == 2
-    assert m.timeline([0.1, 0.3], [1, 4]) == ([0.1, 0.3], [1, 5])
     assert m.mean([]) is None and math.isclose(m.mean([1, 2]), 1.5)
