@@ -115,9 +115,15 @@ def test_heal_resumes_from_checkpoint(model_dir, tmp_path, tokenizer_dir):
 
     cut = cut_checkpoint(model_dir, tmp_path / "cut", start=1, n=1)
     examples = encode_pairs(AutoTokenizer.from_pretrained(model_dir), [{"prompt": "hi", "response": "hello there"}])
-    logs = []
-    heal(cut, tmp_path / "h", examples, steps=5, checkpoint_every=2, device="cpu", log=logs.append)
+
+    def interrupt_at_step_5(msg):
+        if msg.startswith("step 5/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        heal(cut, tmp_path / "h", examples, steps=6, checkpoint_every=2, device="cpu", log=interrupt_at_step_5)
     assert (tmp_path / "h" / "checkpoint" / "state.json").exists()
-    logs.clear()
+    logs = []
     heal(cut, tmp_path / "h", examples, steps=6, checkpoint_every=2, device="cpu", log=logs.append)
     assert logs[0] == "resuming at step 4" and len([m for m in logs if m.startswith("step")]) == 2
+    assert not (tmp_path / "h" / "checkpoint").exists()  # removed once healing finished

@@ -29,7 +29,7 @@ def log(msg: str) -> None:
 def calibration_prompts() -> list[str]:
     from demo.bench import load_prompts
 
-    return [p for f in sorted(CALIBRATION.glob("*.jsonl")) if f.name != "mixed.jsonl" for p in load_prompts(f)]
+    return [p for name in ("code.jsonl", "chat.jsonl") for p in load_prompts(CALIBRATION / name)]
 
 
 class Workspace:
@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="healing steps")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--train", choices=["all", "ffn"], default="all", help="what healing updates")
-    parser.add_argument("--texts", type=int, default=12, help="target-generated texts for healing")
+    parser.add_argument("--texts", type=int, default=16, help="target-generated texts for healing")
+    parser.add_argument("--heal-prompts", type=Path, default=CALIBRATION / "heal.jsonl",
+                        help="prompts whose target answers are the healing data")
     parser.add_argument("--text-tokens", type=int, default=192)
     parser.add_argument("--no-heal", action="store_true", help="run: export the cut model without healing")
     parser.add_argument("--cache-dir")
@@ -156,7 +158,10 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     from demo.engine import Engine
     from demo.prune.heal import encode_pairs, heal, target_texts
 
-    prompts = (calibration_prompts() * 4)[: args.texts]
+    from demo.bench import load_prompts
+
+    # Healing text comes from prompts of its own, so that benchmarks on the code/chat sets stay held out.
+    prompts = (load_prompts(args.heal_prompts) * 4)[: args.texts]
     pairs = target_texts(Engine(prepared), prompts, args.text_tokens, ws.data)
     examples = encode_pairs(AutoTokenizer.from_pretrained(ws.hf), pairs)
     stats = heal(ws.cut, ws.healed, examples, steps=args.steps, lr=args.lr, part=args.train)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -101,4 +102,5 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
     model.to("cpu")
     after = mean_loss(model, [(i, l) for i, l in examples[:8]])
     model.save_pretrained(out_dir)
+    shutil.rmtree(ckpt, ignore_errors=True)  # model + optimizer state: several GB, only needed to resume
     return {"loss_before": before, "loss_after": after, "steps": steps, "part": part}
