@@ -187,6 +187,7 @@ def run_race(engine: Engine, prompt: str, settings: Settings) -> Iterator[tuple[
     last = 0.0
     for lane, kind in zip(lanes, ("baseline", "drafted")):
         lane.status = "running"
+        yield lanes, False  # show at once which lane is running
         try:
             run = engine.start(settings.request(prompt, "baseline" if kind == "baseline" else "drafted"))
             for ev in run:

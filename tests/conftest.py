@@ -62,3 +62,11 @@ def qwen2_pair(work, tokenizer_dir) -> prepare.Prepared:
 @pytest.fixture(scope="session")
 def qwen3_pair(work, tokenizer_dir) -> prepare.Prepared:
     return _pair(work, tokenizer_dir, "qwen3")
+
+
+@pytest.fixture(scope="session")
+def engine(qwen2_pair):
+    """One engine over the tiny Qwen2 pair, shared like the app shares it between views."""
+    from demo.engine import Engine
+
+    return Engine(qwen2_pair)

@@ -10,14 +10,9 @@ import pytest
 from smolagents.models import ChatMessage, MessageRole, Model, TokenUsage
 
 from demo import agent, slides
-from demo.engine import Engine, EngineError, Request
+from demo.engine import EngineError, Request
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def engine(qwen2_pair):
-    return Engine(qwen2_pair)
 
 
 def test_cut_at_stop_takes_the_earliest():

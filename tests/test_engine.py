@@ -12,11 +12,6 @@ PROMPT = "Write a function that adds two numbers"
 
 
 @pytest.fixture(scope="module")
-def engine(qwen2_pair):
-    return Engine(qwen2_pair)
-
-
-@pytest.fixture(scope="module")
 def baseline(engine):
     return engine.generate(Request(PROMPT, max_new_tokens=40))
 

@@ -10,11 +10,6 @@ PROMPT = "Write a function that adds two numbers"
 
 
 @pytest.fixture(scope="module")
-def engine(qwen2_pair):
-    return Engine(qwen2_pair)
-
-
-@pytest.fixture(scope="module")
 def finished(engine):
     settings = race.Settings(draft=engine.drafts[0], num_assistant_tokens=4, max_new_tokens=40)
     states, statuses = [], []
