@@ -105,7 +105,7 @@ class EngineModel(Model):
             # never stream past a stop sequence, even when it arrives split over two steps
             new = cut_at_stop(text + event.text, stop_sequences)[len(text):]
             text += new
-            usage = TokenUsage(input_tokens=len(self.engine.encode(run.request)) if first else 0,
+            usage = TokenUsage(input_tokens=run.prompt_tokens if first else 0,
                                output_tokens=len(event.tokens))
             first = False
             if new:

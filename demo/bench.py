@@ -88,8 +88,7 @@ def summarize_lane(spec: LaneSpec, runs: list[tuple[int, RunResult]], baseline: 
     tokens_step = decode_tokens / steps if is_spec and steps else None
     gamma = results[0].gamma if is_spec else None
     target_tok_ms = results[-1].target_ms_per_token
-    c = metrics.cost_ratio(metrics.mean(draft_ms), target_tok_ms) if draft_ms and metrics.mean(draft_ms) else (
-        0.0 if spec.lane == "prompt-lookup" else None)
+    c = 0.0 if spec.lane == "prompt-lookup" else metrics.cost_ratio(metrics.mean(draft_ms), target_tok_ms)
     alpha = metrics.alpha_from_tokens_per_step(tokens_step, gamma) if tokens_step and gamma else None
     return {
         "name": spec.name, "lane": spec.lane, "draft": results[0].draft,
@@ -98,7 +97,7 @@ def summarize_lane(spec: LaneSpec, runs: list[tuple[int, RunResult]], baseline: 
         "identical_to_baseline": all(p["identical"] for p in per_prompt) if baseline else None,
         "tokens_per_step": tokens_step,
         "acceptance_rate": metrics.acceptance_rate(accepted, drafted) if is_spec and drafted else None,
-        "draft_ms_per_token": metrics.mean(draft_ms) if is_spec and draft_ms else None,
+        "draft_ms_per_token": metrics.mean(draft_ms),
         "target_ms_per_step": metrics.mean(target_ms),
         "ttft_ms": metrics.mean([r.ttft_ms for r in results if r.ttft_ms is not None]),
         "gamma": gamma, "alpha": alpha, "c": c,

@@ -141,7 +141,7 @@ class Run:
         self.engine, self.request = engine, request
         self.cancel_event = threading.Event()
         self.result: RunResult | None = None
-        self.error: BaseException | None = None
+        self.prompt_tokens: int | None = None  # set once the prompt is encoded
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -325,6 +325,7 @@ class Engine:
         with self._lock:
             pipe = self.pipeline(req.lane, req.draft)
             ids = self.encode(req)
+            run.prompt_tokens = len(ids)
             cfg = self.config(req)
             tok = pipe.get_tokenizer()
             t0 = time.monotonic()
@@ -377,8 +378,7 @@ class Engine:
         ext = getattr(res, "extended_perf_metrics", None)
         raw_main = res.perf_metrics.raw_metrics
         if req.lane == "baseline":
-            step_us = list(raw_main.m_durations)[1:]
-            target_step_ms = metrics.mean(step_us) / 1000.0 if step_us else None
+            target_step_ms = _decode_step_ms(raw_main)
             if target_step_ms and not req.do_sample:
                 self.target_ms_per_token = target_step_ms
         else:
@@ -388,15 +388,13 @@ class Engine:
                 # max_new_tokens cuts it, so it can be lower than the per-step counts the UI colours.
                 accepted = int(ext.get_num_accepted_tokens())
                 drafted = int(ext.get_num_draft_tokens())
-                main_us = list(ext.main_model_metrics.raw_metrics.m_durations)[1:]
                 draft_us = list(ext.draft_model_metrics.raw_metrics.m_durations)
                 draft_n = int(ext.draft_model_metrics.get_num_generated_tokens())
-                target_step_ms = metrics.mean(main_us) / 1000.0 if main_us else None
+                target_step_ms = _decode_step_ms(ext.main_model_metrics.raw_metrics)
                 if draft_us and draft_n:
                     draft_ms = sum(draft_us[1:]) / 1000.0 / max(draft_n - 1, 1)
             else:  # prompt lookup reports no drafted count: steps without an n-gram match draft nothing
-                step_us = list(raw_main.m_durations)[1:]
-                target_step_ms = metrics.mean(step_us) / 1000.0 if step_us else None
+                target_step_ms = _decode_step_ms(raw_main)
             gamma = req.gamma
             if gamma is None and steps > 1 and drafted:  # confidence threshold: mean drafted per step
                 gamma = drafted / (steps - 1)
@@ -418,6 +416,12 @@ class Engine:
             target_ms_per_token=self.target_ms_per_token, c=c, theoretical_speedup=theory,
             cancelled=cancelled, sampled=req.do_sample,
             step_times=times, step_counts=counts, step_accepted=acc)
+
+
+def _decode_step_ms(raw) -> float | None:
+    """Mean duration of a model's steps after the first (prefill) one, in ms, from GenAI's raw metrics."""
+    step_us = list(raw.m_durations)[1:]
+    return metrics.mean(step_us) / 1000.0 if step_us else None
 
 
 def _max_context(target: Path) -> int | None:

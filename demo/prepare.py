@@ -153,12 +153,18 @@ def quantization_config(weight_format: str):
     raise PrepareError(f"unknown weight format {weight_format} (use int4 or int8)")
 
 
-def load_hf_from_gguf(gguf: Path):
-    """transformers de-quantizes a GGUF into a float32 model."""
+def gguf_to_checkpoint(src: GGUFSource, workdir: Path, dest: Path) -> Path:
+    """Assemble the GGUF, let transformers de-quantize it to float32 and save a plain checkpoint at dest."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    gguf = assemble_gguf(src, workdir)
+    log(f"loading {gguf.name} with transformers (float32)")
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.save_pretrained(dest)
+    del model
+    gguf.unlink()
+    return dest
 
 
 def export_ir(hf_dir: Path, out_dir: Path, weight_format: str) -> None:
@@ -233,13 +239,7 @@ def convert_model(spec: ModelSpec, path: Path | None, final: Path, key: dict, to
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         if isinstance(spec.source, GGUFSource):
-            gguf = assemble_gguf(spec.source, workdir)
-            log(f"{spec.name}: loading {gguf.name} with transformers (float32)")
-            model = load_hf_from_gguf(gguf)
-            hf_dir = workdir / f"hf-{spec.name}"
-            model.save_pretrained(hf_dir)
-            del model
-            gguf.unlink()
+            hf_dir = gguf_to_checkpoint(spec.source, workdir, workdir / f"hf-{spec.name}")
         else:
             hf_dir = path
         log(f"{spec.name}: exporting to OpenVINO IR, {spec.weight_format} weights")

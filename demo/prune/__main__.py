@@ -57,10 +57,7 @@ class Workspace:
         src = self.draft.source
         self.root.mkdir(parents=True, exist_ok=True)
         if isinstance(src, GGUFSource):
-            gguf = prepare.assemble_gguf(src, self.root / "gguf")
-            model = prepare.load_hf_from_gguf(gguf)
-            model.save_pretrained(self.hf)
-            gguf.unlink()
+            prepare.gguf_to_checkpoint(src, self.root / "gguf", self.hf)
         else:
             from transformers import AutoModelForCausalLM
 
