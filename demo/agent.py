@@ -14,44 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from smolagents import CodeAgent, DuckDuckGoSearchTool, Tool
+from smolagents import CodeAgent, DuckDuckGoSearchTool, PythonInterpreterTool, Tool, ToolCallingAgent
 from smolagents.models import ChatMessage, ChatMessageStreamDelta, MessageRole, Model, TokenUsage, get_clean_message_list
 
+from demo.agent_prompts import CODE_INSTRUCTIONS, TOOL_INSTRUCTIONS, prompt_templates
 from demo.engine import Engine, EngineError, Request
 
 AUTHORIZED_IMPORTS = ["pptx", "pptx.*"]
 MAX_STEPS = 6
+AGENT_KINDS = ("code", "tool")  # smolagents CodeAgent or ToolCallingAgent with a python_interpreter tool
+DEFAULT_KIND = "code"
 EXAMPLE_TASKS = [
     "Summarize the key features of the Qwen3 model series and present them in a slide deck",
     "Make a three-slide deck introducing speculative decoding: the idea, how verification works, and when it pays off",
     "Create a short slide deck with tips for giving a talk at a technical conference",
 ]
-# A small model succeeds far more often when it sees the exact API it should use.
-INSTRUCTIONS = """You build slide decks with python-pptx. Write the whole deck in one short code block,
-one (title, bullets) entry per slide. This example deck is about coffee; yours must be about the task:
-<code>
-from pptx import Presentation
-slides = [
-    ("Why Coffee Matters", ["Most popular hot drink", "Grown in over 70 countries"]),
-    ("From Bean to Cup", ["Harvest and roast", "Grind and brew"]),
-    ("Brewing Tips", ["Use fresh beans", "Water at 92-96 C"]),
-]
-prs = Presentation()
-for title, bullets in slides:
-    slide = prs.slides.add_slide(prs.slide_layouts[1])  # layout 1: title and content
-    slide.shapes.title.text = title
-    body = slide.placeholders[1].text_frame
-    body.text = bullets[0]
-    for bullet in bullets[1:]:
-        body.add_paragraph().text = bullet
-prs.save("deck.pptx")
-final_answer(f"Saved deck.pptx with {len(prs.slides)} slides: " + ", ".join(t for t, _ in slides))
-</code>
-Write real titles and points about the task's topic, short and specific. Save with a plain file name such
-as "deck.pptx" (it goes into this run's folder). Do not import os, sys or subprocess and do not open
-files. If web search is unavailable, write the deck from what you know."""
-
-
 def cut_at_stop(text: str, stops: list[str] | None) -> str:
     """Cut the text before the earliest occurrence of any stop sequence."""
     cut = len(text)
@@ -60,6 +37,26 @@ def cut_at_stop(text: str, stops: list[str] | None) -> str:
         if stop and i != -1:
             cut = min(cut, i)
     return text[:cut]
+
+
+def is_looping(text: str, repeats: int = 8) -> bool:
+    """A small model under greedy decoding can repeat the same lines until max_new_tokens; a line of
+    some length seen `repeats` times is that loop (an unrolled deck repeats its lines once per slide)."""
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if len(line) > 10:
+            counts[line] = counts.get(line, 0) + 1
+            if counts[line] >= repeats:
+                return True
+    return False
+
+
+def code_reply_prefix(stops: list[str] | None) -> str:
+    """A CodeAgent step (it stops at "</code>") starts the reply inside a code block. Everything a
+    CodeAgent does, searching included, is code; a small model otherwise often answers with the deck as
+    prose, or with code it forgot to open with "<code>", and smolagents rejects both (docs/performance.md)."""
+    return "<code>\n" if "</code>" in (stops or []) else ""
 
 
 def _as_parts(message):
@@ -93,12 +90,15 @@ class EngineModel(Model):
         chat = [{"role": str(getattr(m["role"], "value", m["role"])), "content": m["content"]} for m in clean]
         lane = "speculative" if self.use_draft and self.engine.drafts else "baseline"
         return Request(prompt="", messages=chat, lane=lane, max_new_tokens=self.max_new_tokens,
-                       stop=list(stop_sequences or []), enable_thinking=False)
+                       stop=list(stop_sequences or []), enable_thinking=False,
+                       reply_prefix=code_reply_prefix(stop_sequences))
 
     def generate_stream(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
                         **kwargs) -> Iterator[ChatMessageStreamDelta]:
         run = self.engine.start(self._request(messages, stop_sequences))
         text, first = "", True
+        if run.request.reply_prefix:
+            yield ChatMessageStreamDelta(content=run.request.reply_prefix)
         for event in run:
             if self.cancel_event.is_set():
                 run.cancel()
@@ -115,12 +115,15 @@ class EngineModel(Model):
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
                  **kwargs) -> ChatMessage:
         run = self.engine.start(self._request(messages, stop_sequences))
-        for _ in run:
-            if self.cancel_event.is_set():
-                run.cancel()
+        text = ""
+        for event in run:
+            text += event.text
+            if self.cancel_event.is_set() or ("\n" in event.text and is_looping(text)):
+                run.cancel()  # a loop ends the step early; the agent sees the cut reply and tries again
         res = run.result
         self._account(res)
-        return ChatMessage(role=MessageRole.ASSISTANT, content=cut_at_stop(res.text, stop_sequences),
+        text = run.request.reply_prefix + cut_at_stop(res.text, stop_sequences)
+        return ChatMessage(role=MessageRole.ASSISTANT, content=text,
                            token_usage=TokenUsage(input_tokens=res.prompt_tokens, output_tokens=len(res.tokens)),
                            raw={"lane": res.lane, "tokens_per_second": res.tokens_per_second})
 
@@ -219,15 +222,23 @@ def deck_check(out_dir: Path):
     return deck_saved_with_real_titles
 
 
-def build_agent(model: Model, max_steps: int = MAX_STEPS, search: bool = True,
-                out_dir: Path | None = None) -> CodeAgent:
+def build_agent(model: Model, max_steps: int = MAX_STEPS, search: bool = True, out_dir: Path | None = None,
+                kind: str = DEFAULT_KIND, short_prompt: bool = True):
     from rich.console import Console
 
+    if kind not in AGENT_KINDS:
+        raise EngineError(f"unknown agent kind {kind!r}; use one of {', '.join(AGENT_KINDS)}")
     tools = [SearchTool()] if search else []
-    checks = [deck_check(out_dir)] if out_dir is not None else []
-    agent = CodeAgent(tools=tools, model=model, additional_authorized_imports=AUTHORIZED_IMPORTS,
-                      max_steps=max_steps, instructions=INSTRUCTIONS, stream_outputs=True, verbosity_level=0,
-                      final_answer_checks=checks)
+    # not streamed: the trace shows whole steps, and a reply in a loop is cut (EngineModel.generate)
+    common = dict(model=model, max_steps=max_steps, stream_outputs=False, verbosity_level=0,
+                  prompt_templates=prompt_templates(kind) if short_prompt else None,
+                  final_answer_checks=[deck_check(out_dir)] if out_dir is not None else [])
+    if kind == "code":
+        agent = CodeAgent(tools=tools, additional_authorized_imports=AUTHORIZED_IMPORTS,
+                          instructions=CODE_INSTRUCTIONS, **common)
+    else:
+        tools.append(PythonInterpreterTool(authorized_imports=AUTHORIZED_IMPORTS))
+        agent = ToolCallingAgent(tools=tools, instructions=TOOL_INSTRUCTIONS, **common)
     agent.logger.console = Console(file=sys.stderr)  # stdout is the CLI's JSON line
     return agent
 
@@ -270,6 +281,13 @@ def trace_items(step) -> list[TraceItem]:
         items.append(TraceItem("thought", thought, n))
     if step.code_action:
         items.append(TraceItem("code", step.code_action, n))
+    else:  # a ToolCallingAgent step: show python_interpreter's code as code, other calls as they are
+        for call in step.tool_calls or []:
+            args = call.arguments if isinstance(call.arguments, dict) else {}
+            if call.name == "python_interpreter" and isinstance(args.get("code"), str):
+                items.append(TraceItem("code", args["code"], n))
+            elif call.name != "final_answer":
+                items.append(TraceItem("thought", f"calls {call.name}({json.dumps(call.arguments)[:300]})", n))
     if step.observations:
         items.append(TraceItem("observation", step.observations, n))
     if step.error is not None:
@@ -277,7 +295,7 @@ def trace_items(step) -> list[TraceItem]:
     return items
 
 
-def _steps(agent: CodeAgent, model: Model, task: str, max_steps: int, stop: threading.Event | None,
+def _steps(agent, model: Model, task: str, max_steps: int, stop: threading.Event | None,
            trace: list[TraceItem], state: dict) -> Iterator[TraceItem]:
     from smolagents.memory import ActionStep, FinalAnswerStep
 
@@ -296,13 +314,14 @@ def _steps(agent: CodeAgent, model: Model, task: str, max_steps: int, stop: thre
 
 
 def run_agent(engine: Engine, task: str, out_dir: Path, use_draft: bool = True, max_steps: int = MAX_STEPS,
-              search: bool = True, model: Model | None = None,
-              stop: threading.Event | None = None) -> Iterator[TraceItem | AgentResult]:
+              search: bool = True, model: Model | None = None, stop: threading.Event | None = None,
+              kind: str = DEFAULT_KIND, short_prompt: bool = True) -> Iterator[TraceItem | AgentResult]:
     """Run the agent, yielding trace items as they happen and an AgentResult last."""
     if not task or not task.strip():
         raise EngineError("the task is empty: describe the deck you want")
     model = model or EngineModel(engine, use_draft=use_draft)
-    agent = build_agent(model, max_steps=max_steps, search=search, out_dir=out_dir)
+    agent = build_agent(model, max_steps=max_steps, search=search, out_dir=out_dir, kind=kind,
+                        short_prompt=short_prompt)
     t0, trace = time.monotonic(), []
     state = {"steps": 0, "answered": False, "final": None}
     with run_folder(out_dir):
@@ -334,13 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-draft", action="store_true", help="run the target alone")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--no-search", action="store_true", help="do not offer the web search tool")
+    parser.add_argument("--agent", choices=AGENT_KINDS, default=DEFAULT_KIND,
+                        help="smolagents CodeAgent (code) or ToolCallingAgent with a python_interpreter tool (tool)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     try:
         engine = Engine(prepare.prepare_from_args(args))
         result = None
         for item in run_agent(engine, args.task, args.out, use_draft=not args.no_draft, max_steps=args.max_steps,
-                              search=not args.no_search):
+                              search=not args.no_search, kind=args.agent):
             if isinstance(item, TraceItem):
                 print(f"[step {item.step}] {item.kind}: {item.text[:2000]}", file=sys.stderr, flush=True)
             else:

@@ -27,7 +27,7 @@ def trace_html(items: list[agent.TraceItem]) -> str:
 def result_md(res: agent.AgentResult) -> str:
     speed = f"{res.tokens_per_second:.2f} tokens/s" if res.tokens_per_second else "–"
     mode = "target + draft" if res.speculative else "target alone"
-    lines = [f"**{mode}**: {res.steps} steps, {res.seconds:.1f} s total, {res.tokens} tokens generated, {speed}"]
+    lines = [f"**{mode}**: {res.steps} step{'' if res.steps == 1 else 's'}, {res.seconds:.1f} s total, {res.tokens} tokens generated, {speed}"]
     if res.reached_max_steps:
         lines.append("⚠️ reached the step limit; showing what was produced")
     lines.append(f"**final answer:** {res.final_answer or '–'}")
@@ -52,6 +52,8 @@ def build(engine: Engine) -> None:
                                 interactive=bool(engine.drafts))
         search = gr.Checkbox(True, label="allow web search")
         steps = gr.Slider(2, 10, value=agent.MAX_STEPS, step=1, label="max steps")
+        kind = gr.Radio([("CodeAgent: writes Python", "code"), ("ToolCallingAgent: JSON tool calls", "tool")],
+                        value=agent.DEFAULT_KIND, label="agent", elem_id="agent-kind")
     status = gr.Markdown(elem_id="agent-status")
     with gr.Row():
         trace = gr.HTML(elem_id="agent-trace")
@@ -60,11 +62,11 @@ def build(engine: Engine) -> None:
             gallery = gr.Gallery(label="slides", elem_id="agent-preview", columns=2, height=420)
             renderer = gr.Markdown()
 
-    def one_run(text, draft_on, allow_search, max_steps, stop_event):
+    def one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
         out_dir = new_run_dir()
         items, result = [], None
         for item in agent.run_agent(engine, text, out_dir, use_draft=draft_on, max_steps=int(max_steps),
-                                    search=allow_search, stop=stop_event):
+                                    search=allow_search, stop=stop_event, kind=agent_kind or agent.DEFAULT_KIND):
             if isinstance(item, agent.TraceItem):
                 items.append(item)
                 yield items, None
@@ -78,11 +80,11 @@ def build(engine: Engine) -> None:
         pngs, how = slides.preview(Path(result.files[0]), Path(result.files[0]).parent / "preview")
         return result.files[0], [str(p) for p in pngs], f"preview: {how}"
 
-    def on_run(text, draft_on, allow_search, max_steps):
+    def on_run(text, draft_on, allow_search, max_steps, agent_kind):
         stop_event = threading.Event()
         try:
             result = None
-            for items, result in one_run(text, draft_on, allow_search, max_steps, stop_event):
+            for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
                 yield trace_html(items), "running…", None, [], ""
             f, pngs, how = preview(result)
             yield trace_html(items), result_md(result), f, pngs, how
@@ -91,13 +93,13 @@ def build(engine: Engine) -> None:
         finally:
             stop_event.set()
 
-    def on_compare(text, allow_search, max_steps):
+    def on_compare(text, allow_search, max_steps, agent_kind):
         results = []
         try:
             for draft_on in (False, True):
                 stop_event = threading.Event()
                 result = None
-                for items, result in one_run(text, draft_on, allow_search, max_steps, stop_event):
+                for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
                     yield trace_html(items), f"running {'with' if draft_on else 'without'} the draft…", None, [], ""
                 results.append(result)
             plain, fast = results
@@ -111,8 +113,8 @@ def build(engine: Engine) -> None:
             yield gr.update(), f"⚠️ {exc}", None, [], ""
 
     outs = [trace, status, deck, gallery, renderer]
-    ev = run.click(on_run, [task, use_draft, search, steps], outs, concurrency_id="models", concurrency_limit=1,
+    ev = run.click(on_run, [task, use_draft, search, steps, kind], outs, concurrency_id="models", concurrency_limit=1,
                    api_name="agent")
-    ev2 = compare.click(on_compare, [task, search, steps], outs, concurrency_id="models", concurrency_limit=1,
+    ev2 = compare.click(on_compare, [task, search, steps, kind], outs, concurrency_id="models", concurrency_limit=1,
                         api_name="agent_compare")
     stop.click(None, None, None, cancels=[ev, ev2])

@@ -1,6 +1,6 @@
 """Benchmark the lanes on a prompt set in one process, interleaved prompt by prompt, greedy.
 
-python -m demo.bench --preset P --prompts FILE.jsonl --max-new-tokens N
+python -m demo.bench --preset P [--prompts FILE.jsonl] --max-new-tokens N
     --lanes baseline,speculative[:DRAFT],prompt-lookup [--num-assistant-tokens K] [--repeats R]
     --json OUT [--html OUT.html]
 """
@@ -15,6 +15,9 @@ from pathlib import Path
 
 from demo import metrics, prepare
 from demo.engine import DEFAULT_PROPERTIES, LANES, Engine, EngineError, Request, RunResult
+
+
+DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "code.jsonl"
 
 
 @dataclass
@@ -169,7 +172,8 @@ def table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.bench", description=__doc__.splitlines()[0])
     prepare.add_arguments(parser)
-    parser.add_argument("--prompts", required=True, type=Path, help="JSON lines with a \"prompt\" field")
+    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS,
+                        help="JSON lines with a \"prompt\" field (default: the code set, assets/prompts/code.jsonl)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--lanes", default="baseline,speculative")
     parser.add_argument("--num-assistant-tokens", type=int, default=None,
@@ -181,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--properties", type=json.loads, default=None, metavar="JSON",
                         help=f"OpenVINO properties for every pipeline (default on CPU: {json.dumps(DEFAULT_PROPERTIES)}; "
                              "'{}' for the device's own defaults)")
+    parser.add_argument("--draft-properties", type=json.loads, default=None, metavar="JSON",
+                        help="OpenVINO properties for the draft model only (default: the same as --properties)")
     parser.add_argument("--baseline-backend", choices=["stateful", "cb"], default="stateful")
     parser.add_argument("--json", dest="json_out", type=Path, help="write the report here")
     parser.add_argument("--html", type=Path, help="write a plotly HTML report here")
@@ -191,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_new_tokens < 1 or args.repeats < 1:
             raise ValueError("--max-new-tokens and --repeats must be at least 1")
         ready = prepare.prepare_from_args(args)
-        engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties)
+        engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties,
+                        draft_properties=args.draft_properties)
         report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats,
                            args.confidence_threshold)
     except (ValueError, OSError, prepare.PrepareError, EngineError) as exc:

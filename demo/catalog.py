@@ -85,8 +85,9 @@ PRESETS: dict[str, Preset] = {
             name="qwen2.5-coder-1.5b",
             description="Qwen2.5-Coder-1.5B-Instruct int4 target with 0.5B int4 and int8 drafts, built offline from PyPI GGUF parts",
             target=ModelSpec("qwen2.5-coder-1.5b", QWEN25_CODER_15B_GGUF, weight_format="int4"),
-            # int4 first: it is the default draft, measured 1.50x against 1.28x for int8 (docs/performance.md)
-            drafts=(ModelSpec("qwen2.5-coder-0.5b-int4", QWEN25_CODER_05B_GGUF, weight_format="int4"),
+            # int4 everywhere, vocabulary head included, first: the default draft, the fastest measured
+            # (docs/performance.md, sections 3 and 8)
+            drafts=(ModelSpec("qwen2.5-coder-0.5b-int4", QWEN25_CODER_05B_GGUF, weight_format="int4-all"),
                     ModelSpec("qwen2.5-coder-0.5b", QWEN25_CODER_05B_GGUF, weight_format="int8")),
         ),
     )

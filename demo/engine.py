@@ -20,7 +20,9 @@ from demo import metrics
 from demo.prepare import Prepared
 
 LANES = ("baseline", "speculative", "prompt-lookup")
-DEFAULT_NUM_ASSISTANT_TOKENS = 5
+# 3: a 4-token verification costs what a 1-token step costs on the CPU plugin, 6 tokens cost ~1.2x, and chat
+# answers rarely accept more than 3 (docs/performance.md, section 8)
+DEFAULT_NUM_ASSISTANT_TOKENS = 3
 DEFAULT_MAX_NGRAM = 3
 # f32 compute and an f32 KV cache on every pipeline: measured fastest on a CPU without native bf16, and the
 # only setting under which greedy speculative output matched the baseline token for token
@@ -48,6 +50,7 @@ class Request:
     chat: bool = True  # apply the chat template
     messages: list[dict] | None = None  # a whole conversation instead of `prompt` (the agent)
     stop: list[str] | None = None  # stop strings; the text is cut before the earliest one
+    reply_prefix: str = ""  # chat: the start of the assistant's reply, written for the model to continue
 
     @property
     def gamma(self) -> int | None:
@@ -280,7 +283,7 @@ class Engine:
         if req.chat:
             extra = {"enable_thinking": req.enable_thinking} if self.prepared.thinking else None
             history = req.messages or [{"role": "user", "content": req.prompt}]
-            text = tok.apply_chat_template(history, add_generation_prompt=True, extra_context=extra)
+            text = tok.apply_chat_template(history, add_generation_prompt=True, extra_context=extra) + req.reply_prefix
         ids = tok.encode(text, add_special_tokens=not req.chat).input_ids.data[0].tolist()
         if self.max_context and len(ids) + req.max_new_tokens > self.max_context:
             raise EngineError(f"the prompt has {len(ids)} tokens; with {req.max_new_tokens} new tokens it exceeds "

@@ -24,6 +24,7 @@ TOKENIZER_FILES = ("openvino_tokenizer.xml", "openvino_tokenizer.bin", "openvino
                    "openvino_detokenizer.bin")
 # Bump when the conversion recipe changes, so old caches are rebuilt.
 RECIPE = 2
+WEIGHT_FORMATS = ("int4", "int4-all", "int8")
 
 
 class PrepareError(Exception):
@@ -148,9 +149,13 @@ def quantization_config(weight_format: str):
 
     if weight_format == "int4":
         return OVWeightQuantizationConfig(bits=4, sym=True, group_size=128, ratio=1.0)
+    if weight_format == "int4-all":
+        # also the embedding and the vocabulary head, which nncf keeps in int8 by default: in a 0.5B draft
+        # the 151,936-row head is 43% of the weights read per token (docs/performance.md, section 8)
+        return OVWeightQuantizationConfig(bits=4, sym=True, group_size=128, ratio=1.0, all_layers=True)
     if weight_format == "int8":
         return OVWeightQuantizationConfig(bits=8)
-    raise PrepareError(f"unknown weight format {weight_format} (use int4 or int8)")
+    raise PrepareError(f"unknown weight format {weight_format} (use {', '.join(WEIGHT_FORMATS)})")
 
 
 def gguf_to_checkpoint(src: GGUFSource, workdir: Path, dest: Path) -> Path:

@@ -73,10 +73,14 @@ final_answer("Saved deck.pptx with 3 slides")
 </code>'''
 
 
-def run_scripted(engine, tmp_path, replies, max_steps=6):
+def run_scripted(engine, tmp_path, replies, max_steps=6, kind="code"):
     items = list(agent.run_agent(engine, "a deck", tmp_path / "run", model=ScriptedModel(replies),
-                                 max_steps=max_steps, search=False))
+                                 max_steps=max_steps, search=False, kind=kind))
     return items[:-1], items[-1]
+
+
+def action(name: str, **arguments) -> str:
+    return "Action:\n" + json.dumps({"name": name, "arguments": arguments})
 
 
 def test_scripted_agent_builds_a_real_deck_and_refuses_escapes(engine, tmp_path):
@@ -158,3 +162,81 @@ def test_final_answer_without_a_real_deck_is_sent_back(engine, tmp_path):
     assert any("no .pptx was saved" in e for e in errors)
     assert any("come from the example" in e for e in errors)
     assert result.final_answer == "Saved deck.pptx with 3 slides" and result.steps == 3
+
+
+def test_tool_calling_agent_builds_the_deck_through_python_interpreter(engine, tmp_path):
+    code = DECK.split("<code>\n")[1].split("final_answer")[0]
+    replies = [
+        action("python_interpreter", code="import os\nprint(os.listdir('/'))"),
+        action("python_interpreter", code=code),
+        action("final_answer", answer="Saved deck.pptx with 3 slides"),
+    ]
+    trace, result = run_scripted(engine, tmp_path, replies, kind="tool")
+    assert any(t.kind == "error" and "Import of os is not allowed" in t.text for t in trace)
+    assert any(t.kind == "code" and "prs.save" in t.text for t in trace)
+    assert result.final_answer == "Saved deck.pptx with 3 slides" and result.steps == 3
+    assert [t for t, _ in slides.slide_texts(Path(result.files[0]))][0] == "Speculative decoding"
+
+
+@pytest.mark.parametrize("kind", agent.AGENT_KINDS)
+def test_short_system_prompt_keeps_tools_rules_and_example(kind):
+    built = agent.build_agent(ScriptedModel([]), kind=kind)
+    prompt = built.system_prompt
+    assert "web_search" in prompt and "final_answer" in prompt and "prs.save(\"deck.pptx\")" in prompt
+    assert ("pptx" in prompt and "<code>" in prompt) if kind == "code" else "python_interpreter" in prompt
+    default = agent.build_agent(ScriptedModel([]), kind=kind, short_prompt=False).system_prompt
+    assert len(prompt) < len(default) * 0.6, (len(prompt), len(default))
+
+
+def test_agent_bench_judges_decks(engine, tmp_path):
+    from demo import agent_bench
+
+    tasks = agent_bench.load_tasks(agent_bench.DEFAULT_TASKS)
+    assert len(tasks) == 5 and all(t["keywords"] for t in tasks)
+    _, result = run_scripted(engine, tmp_path, [DECK])
+    task = {"task": "t", "slides": 3, "keywords": ["verif"]}
+    assert agent_bench.judge(task, result.files) == (True, "3 slides")
+    assert agent_bench.judge({**task, "slides": 4}, result.files) == (False, "3 slides, asked for 4")
+    assert agent_bench.judge({**task, "keywords": ["qwen"]}, result.files) == (False, "off topic")
+    assert agent_bench.judge(task, []) == (False, "no deck")
+
+
+def test_agent_bench_cli_on_the_tiny_pair(qwen2_pair, tmp_path):
+    (name, path), = qwen2_pair.drafts.items()
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"task": "Make a deck about cats", "slides": 2, "keywords": ["cat"]}) + "\n")
+    base = [sys.executable, "-m", "demo.agent_bench", "--target", str(qwen2_pair.target), "--draft",
+            f"{name}={path}", "--cache-dir", str(tmp_path / "c"), "--tasks", str(tasks), "--out", str(tmp_path / "runs")]
+    bad = subprocess.run(base + ["--agents", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--agents takes code, tool" in bad.stderr
+    out = subprocess.run(base + ["--agents", "code,tool", "--speculative", "on,off", "--max-steps", "1", "--no-search",
+                                 "--json", str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(s["agent"], s["draft"], s["runs"]) for s in report["summary"]] == [
+        ("code", True, 1), ("code", False, 1), ("tool", True, 1), ("tool", False, 1)]
+    assert all(r["verdict"] == "no deck" and not r["success"] and r["tokens"] > 0 for r in report["runs"])
+
+
+def test_code_agent_steps_start_inside_a_code_block(engine):
+    model = agent.EngineModel(engine, use_draft=True, max_new_tokens=12)
+    messages = [ChatMessage(role=MessageRole.USER, content="Print hello")]
+    msg = model.generate(messages, stop_sequences=["Observation:", "</code>"])
+    assert msg.content.startswith("<code>\n") and len(msg.content) > len("<code>\n")
+    streamed = "".join(d.content for d in model.generate_stream(messages, stop_sequences=["</code>"]))
+    assert streamed == msg.content
+    plain = model.generate(messages, stop_sequences=["Observation:"])  # a ToolCallingAgent step: no prefix
+    assert not plain.content.startswith("<code>")
+    # the prefix is part of the prompt the model continues
+    run = engine.start(agent.EngineModel(engine)._request(messages, ["</code>"]))
+    list(run)
+    assert engine.tokenizer().decode(engine.encode(run.request)).endswith("\nassistant\n<code>\n")
+
+
+def test_is_looping():
+    deck = "\n".join(f'slide = prs.slides.add_slide(prs.slide_layouts[1])\nslide.shapes.title.text = "T{i}"'
+                     for i in range(6))
+    assert not agent.is_looping(deck)
+    loop = "features = [\n" + '    "High throughput and low latency",\n    "High security and privacy",\n' * 8
+    assert agent.is_looping(loop)

@@ -102,9 +102,11 @@ def test_agent_tab_over_http(app_url):
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    trace, status, deck, gallery, renderer = client.predict("Make a deck about cats", True, False, 2,
+    trace, status, deck, gallery, renderer = client.predict("Make a deck about cats", True, False, 2, "code",
                                                             api_name="/agent")
     assert "step 1" in trace
     assert "target + draft" in status and "2 steps" in status and "step limit" in status
-    empty = client.predict("   ", True, False, 2, api_name="/agent")
+    trace, status, *_ = client.predict("Make a deck about cats", False, False, 2, "tool", api_name="/agent")
+    assert "step 1" in trace and "target alone" in status and "2 steps" in status
+    empty = client.predict("   ", True, False, 2, "code", api_name="/agent")
     assert "task is empty" in empty[1]

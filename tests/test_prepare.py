@@ -167,6 +167,9 @@ def test_real_offline_pair(tmp_path):
     for name in prepare.TOKENIZER_FILES:
         assert (target / name).read_bytes() == (draft / name).read_bytes()
     assert 0.6e9 < (target / "openvino_model.bin").stat().st_size < 1.3e9  # int4 weights, int8 embeddings
+    # the default draft is int4 down to its vocabulary head: under 0.6x the int8 draft's weights
+    int4_draft = Path(got["drafts"]["qwen2.5-coder-0.5b-int4"]) / "openvino_model.bin"
+    assert int4_draft.stat().st_size < 0.6 * (draft / "openvino_model.bin").stat().st_size
     t0 = time.monotonic()
     again = run_cli("--preset", "qwen2.5-coder-1.5b", "--json")
     assert json.loads(again.stdout.strip().splitlines()[-1]) == got

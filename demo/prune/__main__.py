@@ -3,7 +3,8 @@
 analyze: angular distances for every block size and start, JSON + plotly heatmap, recommended block
 cut:     remove the block, save a transformers checkpoint
 heal:    fine-tune the cut draft on target-generated text (cached), resumable
-export:  OpenVINO IR int8 with the preset's shared tokenizer, registered as draft <draft>-pruned-<n>l
+export:  OpenVINO IR (int8, or --weights int4-all) with the preset's shared tokenizer, registered as draft
+         <draft>-pruned-<n>l (with -int4 appended for int4 weights)
 run:     all four, each step skipped when its output exists
 """
 from __future__ import annotations
@@ -115,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="healing steps")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--train", choices=["all", "ffn"], default="all", help="what healing updates")
-    parser.add_argument("--texts", type=int, default=16, help="target-generated texts for healing")
+    parser.add_argument("--texts", type=int, default=106, help="target-generated texts for healing (one per prompt)")
     parser.add_argument("--heal-prompts", type=Path, default=CALIBRATION / "heal.jsonl",
                         help="prompts whose target answers are the healing data")
     parser.add_argument("--text-tokens", type=int, default=192)
     parser.add_argument("--no-heal", action="store_true", help="run: export the cut model without healing")
+    parser.add_argument("--weights", choices=prepare.WEIGHT_FORMATS, default="int8",
+                        help="export: weight compression (int4-all: int4 vocabulary head too, the fastest draft)")
     parser.add_argument("--cache-dir")
     args = parser.parse_args(argv)
     if args.preset not in catalog.PRESETS:
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         if cmd in ("export", "run"):
             healed = (ws.healed / "config.json").exists() and not (run and args.no_heal)
             source = ws.healed if healed else ws.cut
-            export(ws.preset_dir, ws.name if healed else f"{ws.name}-unhealed", source)
+            name = (ws.name if healed else f"{ws.name}-unhealed") + ("" if args.weights == "int8" else "-int4")
+            export(ws.preset_dir, name, source, args.weights)
     except prepare.PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -158,19 +162,21 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     from demo.bench import load_prompts
 
     # Healing text comes from prompts of its own, so that benchmarks on the code/chat sets stay held out.
-    prompts = (load_prompts(args.heal_prompts) * 4)[: args.texts]
-    pairs = target_texts(Engine(prepared), prompts, args.text_tokens, ws.data)
+    prompts = load_prompts(args.heal_prompts)
+    if args.texts > len(prompts):
+        log(f"{args.heal_prompts} holds {len(prompts)} prompts; healing on all of them")
+    pairs = target_texts(Engine(prepared), prompts[: args.texts], args.text_tokens, ws.data)
     examples = encode_pairs(AutoTokenizer.from_pretrained(ws.hf), pairs)
     stats = heal(ws.cut, ws.healed, examples, steps=args.steps, lr=args.lr, part=args.train)
     (ws.healed / "heal.json").write_text(json.dumps(stats, indent=1))
     log(f"healed: loss {stats['loss_before']} -> {stats['loss_after']:.3f}")
 
 
-def export(preset_dir: Path, name: str, source: Path) -> Path:
-    """OpenVINO IR int8 with the preset's shared tokenizer, registered as a draft of the preset."""
+def export(preset_dir: Path, name: str, source: Path, weights: str = "int8") -> Path:
+    """OpenVINO IR with the preset's shared tokenizer, registered as a draft of the preset."""
     out = preset_dir / name
     tmp = out.with_name(f".tmp-{out.name}")
-    prepare.export_ir(source, tmp, "int8")
+    prepare.export_ir(source, tmp, weights)
     prepare.install_tokenizer(preset_dir / "tokenizer", tmp)
     (tmp / prepare.MANIFEST).write_text(json.dumps({"name": name, "source": str(source)}))
     prepare.replace_atomically(tmp, out)
