@@ -100,11 +100,11 @@ class EngineModel(Model):
         if run.request.reply_prefix:
             yield ChatMessageStreamDelta(content=run.request.reply_prefix)
         for event in run:
-            if self.cancel_event.is_set():
-                run.cancel()
             # never stream past a stop sequence, even when it arrives split over two steps
             new = cut_at_stop(text + event.text, stop_sequences)[len(text):]
             text += new
+            if self.cancel_event.is_set() or ("\n" in new and is_looping(text)):
+                run.cancel()
             usage = TokenUsage(input_tokens=run.prompt_tokens if first else 0,
                                output_tokens=len(event.tokens))
             first = False
