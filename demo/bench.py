@@ -1,7 +1,7 @@
 """Benchmark the lanes on a prompt set in one process, interleaved prompt by prompt, greedy.
 
 python -m demo.bench --preset P [--prompts FILE.jsonl] --max-new-tokens N
-    --lanes baseline,speculative[:DRAFT],prompt-lookup [--num-assistant-tokens K] [--repeats R]
+    --lanes baseline,speculative[:DRAFT][@K],prompt-lookup [--num-assistant-tokens K] [--repeats R]
     --json OUT [--html OUT.html]
 """
 from __future__ import annotations
@@ -22,20 +22,24 @@ DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "
 
 @dataclass
 class LaneSpec:
-    name: str  # as given: "speculative:qwen2.5-coder-0.5b"
+    name: str  # as given: "speculative:qwen2.5-coder-0.5b@3"
     lane: str
     draft: str | None = None
+    k: int | None = None  # draft tokens per step for this lane (@K), else --num-assistant-tokens
 
 
 def parse_lanes(text: str) -> list[LaneSpec]:
     out = []
     for item in filter(None, (x.strip() for x in text.split(","))):
-        lane, _, draft = item.partition(":")
+        spec, _, k = item.partition("@")
+        lane, _, draft = spec.partition(":")
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}; use {', '.join(LANES)} (speculative:DRAFT for a named draft)")
         if draft and lane != "speculative":
             raise ValueError(f"only the speculative lane takes a draft name, got {item!r}")
-        out.append(LaneSpec(item, lane, draft or None))
+        if k and (lane == "baseline" or not k.isdigit() or int(k) < 1):
+            raise ValueError(f"@K takes a number of draft tokens >= 1 on a drafting lane, got {item!r}")
+        out.append(LaneSpec(item, lane, draft or None, int(k) if k else None))
     if not out:
         raise ValueError("no lanes given")
     return out
@@ -89,7 +93,7 @@ def summarize_lane(spec: LaneSpec, runs: list[tuple[int, RunResult]], baseline: 
     draft_ms = [r.draft_ms_per_token for r in results if r.draft_ms_per_token is not None]
     target_ms = [r.target_ms_per_step for r in results if r.target_ms_per_step is not None]
     tokens_step = decode_tokens / steps if is_spec and steps else None
-    gamma = results[0].gamma if is_spec else None
+    gamma = results[0].gamma if is_spec else None  # per lane: @K may differ between lanes
     target_tok_ms = results[-1].target_ms_per_token
     c = 0.0 if spec.lane == "prompt-lookup" else metrics.cost_ratio(metrics.mean(draft_ms), target_tok_ms)
     alpha = metrics.alpha_from_tokens_per_step(tokens_step, gamma) if tokens_step and gamma else None
@@ -116,7 +120,7 @@ def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new
     """Warm each lane once, then run every prompt through every lane (interleaved), `repeats` times."""
     def request(spec: LaneSpec, prompt: str, n: int) -> Request:
         return Request(prompt, lane=spec.lane, draft=spec.draft, max_new_tokens=n,
-                       num_assistant_tokens=num_assistant_tokens if spec.lane != "baseline" else None,
+                       num_assistant_tokens=(spec.k or num_assistant_tokens) if spec.lane != "baseline" else None,
                        assistant_confidence_threshold=confidence_threshold if spec.lane == "speculative" else None)
 
     # The baseline goes first so that c is measured against this process's own target step cost.

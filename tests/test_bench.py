@@ -29,7 +29,7 @@ def report(qwen2_pair, tmp_path_factory):
     (draft, path), = qwen2_pair.drafts.items()
     out = cli("--target", str(qwen2_pair.target), "--draft", f"{draft}={path}", "--cache-dir", str(d),
               "--prompts", str(prompts), "--max-new-tokens", "24",
-              "--lanes", f"baseline,speculative:{draft},prompt-lookup", "--num-assistant-tokens", "3",
+              "--lanes", f"baseline,speculative:{draft},prompt-lookup,speculative@1", "--num-assistant-tokens", "3",
               "--json", str(d / "out.json"), "--html", str(d / "out.html"))
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads((d / "out.json").read_text()), out, d
@@ -40,14 +40,15 @@ def test_schema(report):
     assert {"device", "preset", "max_new_tokens", "lanes"} <= set(data)
     assert data["max_new_tokens"] == 24 and data["device"].startswith("CPU")
     names = [lane["name"] for lane in data["lanes"]]
-    assert names == ["baseline", "speculative:qwen2-draft", "prompt-lookup"]
+    assert names == ["baseline", "speculative:qwen2-draft", "prompt-lookup", "speculative@1"]
     for lane in data["lanes"]:
         assert LANE_KEYS <= set(lane)
         assert len(lane["per_prompt"]) == 2
         for p in lane["per_prompt"]:
             assert {"identical", "first_divergence"} <= set(p)
             assert p["tokens"] == 24
-    base, spec, pl = data["lanes"]
+    base, spec, pl, one = data["lanes"]
+    assert spec["gamma"] == 3 and one["gamma"] == 1 and one["tokens_per_step"] <= 2
     assert base["speedup"] == pytest.approx(1.0)
     assert base["tokens_per_step"] is None and base["acceptance_rate"] is None and base["draft_ms_per_token"] is None
     assert spec["speedup"] == pytest.approx(spec["tokens_per_second"] / base["tokens_per_second"])
@@ -66,8 +67,15 @@ def test_table_and_html(report):
     assert "plotly" in html.lower() and "tokens per target step" in html
 
 
+def test_lanes_with_k():
+    lanes = bench.parse_lanes("baseline,speculative@3,speculative:d@5,prompt-lookup")
+    assert [(s.lane, s.draft, s.k) for s in lanes] == [("baseline", None, None), ("speculative", None, 3),
+                                                        ("speculative", "d", 5), ("prompt-lookup", None, None)]
+
+
 @pytest.mark.parametrize("lanes,msg", [("baseline,turbo", "unknown lane 'turbo'"),
-                                       ("baseline:x", "only the speculative lane takes a draft")])
+                                       ("baseline:x", "only the speculative lane takes a draft"),
+                                       ("baseline@3", "@K takes"), ("speculative@x", "@K takes")])
 def test_bad_lanes(lanes, msg):
     with pytest.raises(ValueError, match=msg):
         bench.parse_lanes(lanes)
