@@ -2,7 +2,7 @@
 
 smolagents' own system prompts are ~2,500 tokens of examples with notional tools. On a 2-core CPU every
 agent step prefills the whole prompt, so it dominated a run; these keep the format rules and drop the
-examples (measured in docs/performance.md, section 7).
+examples (measured in docs/performance.md, section 10).
 """
 from __future__ import annotations
 

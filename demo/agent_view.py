@@ -27,7 +27,8 @@ def trace_html(items: list[agent.TraceItem]) -> str:
 def result_md(res: agent.AgentResult) -> str:
     speed = f"{res.tokens_per_second:.2f} tokens/s" if res.tokens_per_second else "–"
     mode = "target + draft" if res.speculative else "target alone"
-    lines = [f"**{mode}**: {res.steps} step{'' if res.steps == 1 else 's'}, {res.seconds:.1f} s total, {res.tokens} tokens generated, {speed}"]
+    steps = f"{res.steps} step{'' if res.steps == 1 else 's'}"
+    lines = [f"**{mode}**: {steps}, {res.seconds:.1f} s total, {res.tokens} tokens generated, {speed}"]
     if res.reached_max_steps:
         lines.append("⚠️ reached the step limit; showing what was produced")
     lines.append(f"**final answer:** {res.final_answer or '–'}")
