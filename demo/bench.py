@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from demo import metrics, prepare
-from demo.engine import DEFAULT_PROPERTIES, LANES, Engine, EngineError, Request, RunResult
+from demo.engine import DEFAULT_PROPERTIES, LANES, SETTLE_SECONDS, Engine, EngineError, Request, RunResult
 
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "code.jsonl"
@@ -116,8 +116,11 @@ def summarize_lane(spec: LaneSpec, runs: list[tuple[int, RunResult]], baseline: 
 
 def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new_tokens: int,
               num_assistant_tokens: int | None = None, repeats: int = 1,
-              confidence_threshold: float | None = None) -> dict:
-    """Warm each lane once, then run every prompt through every lane (interleaved), `repeats` times."""
+              confidence_threshold: float | None = None, settle: float = SETTLE_SECONDS) -> dict:
+    """Warm each lane once, then run every prompt through every lane (interleaved), `repeats` times. The
+    baseline runs first for each prompt; the other lanes' order rotates from prompt to prompt, because a
+    pipeline run right after another one pays a warm-up (docs/performance.md, 8.3) and no lane should
+    always be the one that pays it. Before each run the CPU gets `settle` untimed seconds."""
     def request(spec: LaneSpec, prompt: str, n: int) -> Request:
         return Request(prompt, lane=spec.lane, draft=spec.draft, max_new_tokens=n,
                        num_assistant_tokens=(spec.k or num_assistant_tokens) if spec.lane != "baseline" else None,
@@ -130,9 +133,13 @@ def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new
         engine.generate(request(spec, prompts[0], 8))
     runs: dict[str, list[tuple[int, RunResult]]] = {s.name: [] for s in order}
     total, done, t0 = len(prompts) * repeats * len(order), 0, time.monotonic()
+    first = [s for s in order if s.lane == "baseline"]
+    others = [s for s in order if s.lane != "baseline"]
     for rep in range(repeats):
         for idx, prompt in enumerate(prompts):
-            for spec in order:
+            shift = (rep * len(prompts) + idx) % max(len(others), 1)
+            for spec in first + others[shift:] + others[:shift]:
+                time.sleep(settle)
                 r = engine.generate(request(spec, prompt, max_new_tokens))
                 runs[spec.name].append((idx, r))
                 done += 1
@@ -147,7 +154,7 @@ def run_bench(engine: Engine, prompts: list[str], lanes: list[LaneSpec], max_new
     return {
         "device": engine.device_name(), "preset": engine.prepared.preset, "max_new_tokens": max_new_tokens,
         "repeats": repeats, "prompts": len(prompts), "num_assistant_tokens": num_assistant_tokens,
-        "confidence_threshold": confidence_threshold,
+        "confidence_threshold": confidence_threshold, "settle_seconds": settle,
         "settings": engine.settings(), "lanes": entries,
     }
 
@@ -185,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confidence-threshold", type=float, default=None,
                         help="draft while the draft is this confident instead of a fixed number of tokens")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                        help="untimed seconds before each run, so no lane pays for the one before (0: none)")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--properties", type=json.loads, default=None, metavar="JSON",
                         help=f"OpenVINO properties for every pipeline (default on CPU: {json.dumps(DEFAULT_PROPERTIES)}; "
@@ -200,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         prompts = load_prompts(args.prompts)
         if args.max_new_tokens < 1 or args.repeats < 1:
             raise ValueError("--max-new-tokens and --repeats must be at least 1")
+        if not 0 <= args.settle <= 60:
+            raise ValueError("--settle takes 0 to 60 seconds")
         ready = prepare.prepare_from_args(args)
         engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties,
                         draft_properties=args.draft_properties)
         report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats,
-                           args.confidence_threshold)
+                           args.confidence_threshold, args.settle)
     except (ValueError, OSError, prepare.PrepareError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ class ModelSpec:
     name: str
     source: str | GGUFSource
     weight_format: str = "int8"  # used only when the source needs conversion
+    trim_head_of: str | None = None  # made from this other draft of the preset by trimming its vocabulary head
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,11 @@ PRESETS: dict[str, Preset] = {
             name="qwen2.5-coder-1.5b",
             description="Qwen2.5-Coder-1.5B-Instruct int4 target with 0.5B int4 and int8 drafts, built offline from PyPI GGUF parts",
             target=ModelSpec("qwen2.5-coder-1.5b", QWEN25_CODER_15B_GGUF, weight_format="int4"),
-            # int4 everywhere, vocabulary head included, first: the default draft, the fastest measured
-            # (docs/performance.md, sections 3 and 8)
-            drafts=(ModelSpec("qwen2.5-coder-0.5b-int4", QWEN25_CODER_05B_GGUF, weight_format="int4-all"),
+            # first, the default: the int4 draft with its vocabulary head trimmed to the ~38k tokens text uses,
+            # the fastest measured (docs/performance.md, sections 3, 8 and 12)
+            drafts=(ModelSpec("qwen2.5-coder-0.5b-int4-trimhead", QWEN25_CODER_05B_GGUF, weight_format="int4-all",
+                              trim_head_of="qwen2.5-coder-0.5b-int4"),
+                    ModelSpec("qwen2.5-coder-0.5b-int4", QWEN25_CODER_05B_GGUF, weight_format="int4-all"),
                     ModelSpec("qwen2.5-coder-0.5b", QWEN25_CODER_05B_GGUF, weight_format="int8")),
         ),
     )

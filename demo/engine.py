@@ -28,6 +28,10 @@ DEFAULT_MAX_NGRAM = 3
 # only setting under which greedy speculative output matched the baseline token for token
 # (docs/performance.md, sections 1 and 2).
 DEFAULT_PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+# Seconds to let the CPU settle before timing a pipeline right after another one: on 2 cores the speculative
+# lane run straight after the baseline was 8% slower than after a 2 s pause, which left the baseline as it
+# was (docs/performance.md, 12.3). The race and the bench pause this long between lanes, untimed.
+SETTLE_SECONDS = 2.0
 
 
 class EngineError(Exception):

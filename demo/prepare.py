@@ -308,7 +308,7 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
     """Everything the engine needs for a preset, from cache when possible."""
     root = catalog.cache_root(cache_dir)
     preset_dir = root / preset.name
-    specs = (preset.target, *preset.drafts)
+    specs = (preset.target, *(d for d in preset.drafts if not d.trim_head_of))
     paths = {}
     for spec in specs:
         paths[spec.name] = None if isinstance(spec.source, GGUFSource) else resolve_local_or_hub(str(spec.source))
@@ -320,9 +320,28 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
         if needs_convert:
             tokenizer = shared_tokenizer(preset_dir, preset.target, paths[preset.target.name], workdir)
         out = {s.name: prepare_model(s, preset_dir, tokenizer, workdir, paths[s.name]) for s in specs}
+    for d in preset.drafts:
+        if d.trim_head_of:
+            out[d.name] = prepare_trimmed(d, preset_dir, out[d.trim_head_of])
     drafts = {d.name: out[d.name] for d in preset.drafts}
     drafts.update(registered_drafts(preset_dir))
     return Prepared(preset.name, out[preset.target.name], drafts, thinking=preset.thinking)
+
+
+def prepare_trimmed(spec: ModelSpec, preset_dir: Path, base: Path) -> Path:
+    """A draft made from another by trimming its vocabulary head (demo.vocab_trim), redone when the base changes."""
+    from demo import vocab_trim
+
+    final = preset_dir / spec.name
+    key = {"base": (read_manifest(base) or {}).get("key") or dir_fingerprint(base), "trim": vocab_trim.RECIPE}
+    if (read_manifest(final) or {}).get("key") == key:
+        return final
+    t0 = time.monotonic()
+    log(f"{spec.name}: trimming the vocabulary head of {base.name}")
+    keep = vocab_trim.default_keep(preset_dir / "tokenizer")
+    vocab_trim.trim_draft(base, final, keep, manifest={"name": spec.name, "key": key, "kept": len(keep)})
+    log(f"{spec.name}: ready in {time.monotonic() - t0:.0f} s, {len(keep)} head rows kept")
+    return final
 
 
 REGISTRY = "extra-drafts.json"

@@ -17,6 +17,8 @@ def analyses(engine: Engine) -> list[dict]:
     for f in sorted(root.glob("*/analysis.json")):
         data = json.loads(f.read_text())
         data["draft"] = f.parent.name
+        heal = f.parent / f"healed-{data['n']}l" / "heal.json"
+        data["heal"] = json.loads(heal.read_text()) if heal.exists() else None
         out.append(data)
     return out
 
@@ -52,6 +54,11 @@ def build(engine: Engine) -> None:
         gr.Markdown(f"**{a['draft']}**: {a['layers']} layers; removing layers {a['start']}–{a['start'] + a['n'] - 1} "
                     f"({a['n']} layers, {a['variant']} choice) changes the residual stream by an angular distance "
                     f"of {a['distance']:.3f}.")
+        h = a.get("heal")
+        if h and h.get("agreement_before") is not None:
+            teacher = "KL towards " + h["teacher"].rstrip("/").split("/")[-1] if h.get("teacher") else "target text only"
+            gr.Markdown(f"Healed ({h['steps']} steps, {teacher}): greedy agreement with the target's held-out answers "
+                        f"{h['agreement_before']:.3f} → {h['agreement_after']:.3f} (what the acceptance rate measures).")
         gr.Plot(heatmap(a), elem_id=f"prune-heatmap-{a['draft']}")
     prompt = gr.Textbox(PROMPT, label="Prompt for the draft comparison")
     go = gr.Button("Compare all drafts on this prompt", elem_id="prune-compare")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from demo import metrics
-from demo.engine import Engine, EngineError, Request, RunResult
+from demo.engine import SETTLE_SECONDS, Engine, EngineError, Request, RunResult
 
 PROMPT_LOOKUP = "prompt lookup"
 # Seconds between UI refreshes while streaming: on a 2-core machine a browser redrawing the plot more often
@@ -22,6 +22,7 @@ class Settings:
     confidence_threshold: float | None = None
     max_new_tokens: int = 128
     enable_thinking: bool = False
+    settle: float = SETTLE_SECONDS  # untimed pause between the lanes
 
     def request(self, prompt: str, lane: str) -> Request:
         if lane == "baseline":
@@ -186,6 +187,10 @@ def run_race(engine: Engine, prompt: str, settings: Settings) -> Iterator[tuple[
     lanes = [Lane(n) for n in names]
     last = 0.0
     for lane, kind in zip(lanes, ("baseline", "drafted")):
+        if kind == "drafted" and settings.settle > 0:
+            lane.status = "waiting for the CPU to settle"
+            yield lanes, False
+            time.sleep(settings.settle)
         lane.status = "running"
         yield lanes, False  # show at once which lane is running
         try:

@@ -30,7 +30,7 @@ def report(qwen2_pair, tmp_path_factory):
     out = cli("--target", str(qwen2_pair.target), "--draft", f"{draft}={path}", "--cache-dir", str(d),
               "--prompts", str(prompts), "--max-new-tokens", "24",
               "--lanes", f"baseline,speculative:{draft},prompt-lookup,speculative@1", "--num-assistant-tokens", "3",
-              "--json", str(d / "out.json"), "--html", str(d / "out.html"))
+              "--settle", "0.5", "--json", str(d / "out.json"), "--html", str(d / "out.html"))
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads((d / "out.json").read_text()), out, d
 
@@ -38,7 +38,7 @@ def report(qwen2_pair, tmp_path_factory):
 def test_schema(report):
     data, _, _ = report
     assert {"device", "preset", "max_new_tokens", "lanes"} <= set(data)
-    assert data["max_new_tokens"] == 24 and data["device"].startswith("CPU")
+    assert data["max_new_tokens"] == 24 and data["device"].startswith("CPU") and data["settle_seconds"] == 0.5
     names = [lane["name"] for lane in data["lanes"]]
     assert names == ["baseline", "speculative:qwen2-draft", "prompt-lookup", "speculative@1"]
     for lane in data["lanes"]:
@@ -57,6 +57,19 @@ def test_schema(report):
     assert pl["draft_ms_per_token"] is None and pl["tokens_per_step"] >= 1
     for p in spec["per_prompt"]:
         assert (p["first_divergence"] is None) == p["identical"]
+
+
+def test_lane_order_rotates_after_the_baseline(report, qwen2_pair):
+    _, out, _ = report
+    (draft, _), = qwen2_pair.drafts.items()
+    ran = {}
+    for line in out.stderr.splitlines():  # "[bench] 3/8 prompt 1 prompt-lookup: 24 tokens, ..."
+        if " prompt " in line and "tokens," in line:
+            idx, name = line.split(" prompt ", 1)[1].split(": ", 1)[0].split(" ", 1)
+            ran.setdefault(int(idx), []).append(name)
+    spec = f"speculative:{draft}"
+    assert ran[1] == ["baseline", spec, "prompt-lookup", "speculative@1"]
+    assert ran[2] == ["baseline", "prompt-lookup", "speculative@1", spec]
 
 
 def test_table_and_html(report):
@@ -79,6 +92,11 @@ def test_lanes_with_k():
 def test_bad_lanes(lanes, msg):
     with pytest.raises(ValueError, match=msg):
         bench.parse_lanes(lanes)
+
+
+def test_bad_settle():
+    out = cli("--preset", "qwen2.5-coder-1.5b", "--settle", "-1")
+    assert out.returncode == 2 and "--settle takes 0 to 60 seconds" in out.stderr
 
 
 def test_bad_prompts_file(tmp_path):

@@ -11,7 +11,7 @@ from demo.engine import Engine, Request
 from demo.prune import angular
 from demo.prune.__main__ import export
 from demo.prune.cut import cut_checkpoint, cut_layers
-from demo.prune.heal import encode_pairs, heal
+from demo.prune.heal import encode_pairs, evaluate, heal, step_loss
 
 PROMPTS = ["def add(a, b):", "Explain recursion.", "SELECT * FROM users", "Write a haiku about the sea."]
 
@@ -110,6 +110,40 @@ def test_healing_lowers_the_loss_and_exports_a_working_draft(model_dir, tmp_path
     assert spec.tokens == base.tokens and spec.drafted > 0
 
 
+def test_kl_healing_moves_the_cut_model_towards_its_teacher(model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cut = cut_checkpoint(model_dir, tmp_path / "cut", start=2, n=2)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    teacher = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    pairs = []
+    for p in PROMPTS:  # the teacher's own greedy answers: agreement with them is what acceptance measures
+        ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)["input_ids"]
+        with torch.no_grad():
+            out = teacher.generate(ids, max_new_tokens=12, do_sample=False)
+        pairs.append({"prompt": p, "response": tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)})
+    examples = encode_pairs(tok, pairs)
+
+    def kl_to_teacher(model_path):
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        with torch.no_grad():
+            return sum(step_loss(model, torch.tensor([i]), torch.tensor([l]), teacher, 1.0)[1]["kl"]
+                       for i, l in examples) / len(examples)
+
+    stats = heal(cut, tmp_path / "healed", examples, steps=16, lr=1e-3, part="layers", device="cpu",
+                 log=lambda m: None, teacher_dir=model_dir, kl_weight=1.0, eval_examples=examples)
+    assert kl_to_teacher(tmp_path / "healed") < 0.7 * kl_to_teacher(cut)
+    assert stats["agreement_after"] >= stats["agreement_before"] and stats["teacher"] == str(model_dir)
+    assert 0.0 <= stats["agreement_before"] <= 1.0
+    healed = AutoModelForCausalLM.from_pretrained(tmp_path / "healed", dtype=torch.float32)
+    original = AutoModelForCausalLM.from_pretrained(cut, dtype=torch.float32)
+    # part="layers" leaves the embedding (tied with the head) as it was
+    assert torch.equal(healed.model.embed_tokens.weight, original.model.embed_tokens.weight)
+    assert evaluate(healed, examples)["agreement"] == pytest.approx(stats["agreement_after"])
+
+
 def test_heal_resumes_from_checkpoint(model_dir, tmp_path, tokenizer_dir):
     from transformers import AutoTokenizer
 
@@ -127,3 +161,31 @@ def test_heal_resumes_from_checkpoint(model_dir, tmp_path, tokenizer_dir):
     heal(cut, tmp_path / "h", examples, steps=6, checkpoint_every=2, device="cpu", log=logs.append)
     assert logs[0] == "resuming at step 4" and len([m for m in logs if m.startswith("step")]) == 2
     assert not (tmp_path / "h" / "checkpoint").exists()  # removed once healing finished
+
+
+def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_path, monkeypatch):
+    import json
+
+    import gradio as gr
+
+    from demo import prune_view
+
+    monkeypatch.setenv("SPECDEMO_CACHE", str(tmp_path))
+    ws = tmp_path / engine.prepared.preset / "prune" / "tiny-draft"
+    (ws / "healed-2l").mkdir(parents=True)
+    (ws / "analysis.json").write_text(json.dumps({"layers": 4, "n": 2, "start": 1, "distance": 0.123,
+                                                  "variant": "angular", "distances": {"1": [0.1, 0.2, 0.3],
+                                                                                      "2": [0.3, 0.123]}}))
+    (ws / "healed-2l" / "heal.json").write_text(json.dumps({"agreement_before": 0.5, "agreement_after": 0.625,
+                                                            "steps": 3, "teacher": "/cache/prune/tiny-draft/hf"}))
+    (found,) = prune_view.analyses(engine)
+    assert found["draft"] == "tiny-draft" and found["heal"]["agreement_after"] == 0.625
+    with gr.Blocks() as blocks:
+        prune_view.build(engine)
+    texts = [b.value for b in blocks.blocks.values() if isinstance(b, gr.Markdown)]
+    assert any("removing layers 1–2" in t and "0.123" in t for t in texts)
+    assert any("KL towards hf" in t and "0.500 → 0.625" in t for t in texts)
+    table = prune_view.compare_rows(engine, "def add(a, b):", max_new_tokens=12)
+    rows = table.splitlines()
+    assert rows[2].startswith("| baseline |") and len(rows) == 3 + len(engine.drafts)
+    assert all(row.endswith("| yes |") for row in rows[3:])  # greedy: every draft gives the baseline's tokens

@@ -1,6 +1,8 @@
 """The functions behind the race view, on the tiny pair, without a browser."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from demo import race
@@ -11,16 +13,19 @@ PROMPT = "Write a function that adds two numbers"
 
 @pytest.fixture(scope="module")
 def finished(engine):
-    settings = race.Settings(draft=engine.drafts[0], num_assistant_tokens=4, max_new_tokens=40)
-    states, statuses = [], []
+    settings = race.Settings(draft=engine.drafts[0], num_assistant_tokens=4, max_new_tokens=40, settle=0.5)
+    states, statuses, stamps = [], [], []
     for lanes, done in race.run_race(engine, PROMPT, settings):
         states.append((lanes, done))
         statuses.append(tuple(lane.status for lane in lanes))  # lanes are updated in place: snapshot
-    return settings, states, statuses
+        stamps.append(time.monotonic())
+    settled = [t for s, t in zip(statuses, stamps) if s == ("done", "waiting for the CPU to settle")]
+    started = [t for s, t in zip(statuses, stamps) if s == ("done", "running")]
+    return settings, states, statuses, started[0] - settled[0]
 
 
 def test_race_runs_lanes_one_after_the_other(finished):
-    settings, states, statuses = finished
+    settings, states, statuses, pause = finished
     lanes, done = states[-1]
     assert done and [lane.status for lane in lanes] == ["done", "done"]
     base, spec = lanes
@@ -28,12 +33,13 @@ def test_race_runs_lanes_one_after_the_other(finished):
     assert base.totals[-1] == len(base.result.tokens) == 40
     # while the baseline streamed, the drafted lane had not started
     assert ("running", "waiting") in statuses and ("done", "running") in statuses
+    assert pause >= settings.settle  # the untimed pause between the lanes, shown as such
     assert any(acc for _, acc in spec.pieces) and any(not acc for _, acc in spec.pieces)
     assert not any(acc for _, acc in base.pieces)
 
 
 def test_lane_html_marks_accepted_text_and_escapes(finished):
-    _, states, _ = finished
+    _, states, _, _ = finished
     spec = states[-1][0][1]
     out = race.lane_html(spec, legend=True)
     assert out.count('<span class="acc">') == sum(1 for _, acc in spec.pieces if acc) + 1  # + the legend
@@ -43,14 +49,14 @@ def test_lane_html_marks_accepted_text_and_escapes(finished):
 
 
 def test_plot_has_a_trace_per_lane(finished):
-    _, states, _ = finished
+    _, states, _, _ = finished
     fig = race.plot(states[-1][0])
     assert [t.name for t in fig.data] == ["baseline", "speculative (qwen2-draft)"]
     assert fig.data[0].y[-1] == 40
 
 
 def test_summary_reports_speedup_theory_identity(engine, finished):
-    settings, states, _ = finished
+    settings, states, _, _ = finished
     base, spec = states[-1][0]
     html = race.summary(base.result, spec.result, engine, settings)
     measured = base.result.seconds / spec.result.seconds
@@ -61,7 +67,7 @@ def test_summary_reports_speedup_theory_identity(engine, finished):
 
 
 def test_replay_starts_both_lanes_at_zero_and_ends_complete(finished):
-    settings, states, _ = finished
+    settings, states, _, _ = finished
     rec = race.RaceRecord(PROMPT, settings, states[-1][0])
     frames = list(race.replay_frames(rec, fps=50))
     first, last = frames[0], frames[-1]

@@ -1,4 +1,5 @@
-"""Heal a cut draft by sequence-level distillation: fine-tune it on text that the target generated."""
+"""Heal a cut draft: fine-tune it on text that the target generated (sequence-level distillation), optionally
+with a KL term towards a teacher's logits (the uncut draft, or the target itself)."""
 from __future__ import annotations
 
 import json
@@ -46,63 +47,122 @@ def encode_pairs(tokenizer, pairs: list[dict], max_length: int = 512):
 
 
 def trainable(model, part: str):
-    """Parameters to train: 'all', or 'ffn' (the MLP blocks only)."""
+    """Parameters to train: 'all'; 'layers' (the decoder layers: embedding, head and final norm frozen, the
+    parts a few thousand tokens would only blur); or 'ffn' (the MLP blocks only)."""
     params = []
     for name, p in model.named_parameters():
-        p.requires_grad = part == "all" or ".mlp." in name
+        p.requires_grad = (part == "all" or (part == "layers" and ".layers." in name)
+                           or (part == "ffn" and ".mlp." in name))
         if p.requires_grad:
             params.append(p)
     return params
 
 
-def mean_loss(model, examples) -> float:
+def step_loss(model, ids, labels, teacher=None, kl_weight: float = 0.0):
+    """Cross-entropy on the target's tokens, blended with KL(teacher || model) over every position (the
+    prompt too: the teacher's whole next-token distribution, not just the one token the target picked)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids).logits[0, :-1].float()
+    targets = labels[0, 1:]
+    ce = F.cross_entropy(logits, targets, ignore_index=-100)
+    if teacher is None or kl_weight <= 0:
+        return ce, {"ce": ce.item()}
+    with torch.no_grad():
+        t_logp = F.log_softmax(teacher(input_ids=ids).logits[0, :-1].float(), dim=-1)
+    kl = F.kl_div(F.log_softmax(logits, dim=-1), t_logp, log_target=True, reduction="batchmean")
+    return kl_weight * kl + (1 - kl_weight) * ce, {"ce": ce.item(), "kl": kl.item()}
+
+
+def evaluate(model, examples) -> dict:
+    """Mean cross-entropy on the labelled tokens, and greedy agreement: the share of them that the model's
+    argmax predicts. Agreement with the target's own greedy text is what a draft's acceptance rate measures."""
     import torch
 
     model.eval()
+    losses, hit, total = [], 0, 0
     with torch.no_grad():
-        losses = [float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([lab])).loss)
-                  for ids, lab in examples]
-    return sum(losses) / len(losses)
+        for ids, lab in examples:
+            ids_t, lab_t = torch.tensor([ids]), torch.tensor([lab])
+            out = model(input_ids=ids_t, labels=lab_t)
+            losses.append(float(out.loss))
+            pred, want = out.logits[0, :-1].argmax(-1), lab_t[0, 1:]
+            mask = want != -100
+            hit += int((pred[mask] == want[mask]).sum())
+            total += int(mask.sum())
+    return {"loss": sum(losses) / len(losses), "agreement": hit / max(total, 1)}
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    """Linear warm-up, then linear decay to a tenth: Adam's first steps on batch-1 gradients are the noisiest."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * (1 - 0.9 * (step - warmup) / max(steps - warmup, 1))
 
 
 def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float = 2e-5, part: str = "all",
-         checkpoint_every: int = 20, device: str | None = None, log=None) -> dict:
-    """Fine-tune, resuming from out_dir/checkpoint when present; returns losses before and after."""
+         checkpoint_every: int = 20, device: str | None = None, log=None, teacher_dir: Path | None = None,
+         kl_weight: float = 0.0, eval_examples=None, warmup: int | None = None, batch: int = 1) -> dict:
+    """Fine-tune, resuming from out_dir/checkpoint when present; returns loss and agreement before and
+    after (on eval_examples, held out, when given; else on the first training examples). A step is one
+    optimizer update over `batch` examples (gradients accumulated)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     log = log or (lambda m: print(f"[heal] {m}", file=sys.stderr, flush=True))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    warmup = max(1, steps // 10) if warmup is None else max(1, warmup)
+    probe = eval_examples or examples[:8]
     ckpt = out_dir / "checkpoint"
     start_step = 0
     src = ckpt if (ckpt / "state.json").exists() else model_dir
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).to(device)
+    teacher = None
+    if teacher_dir is not None and kl_weight > 0:
+        teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
+        if teacher.config.vocab_size != model.config.vocab_size:
+            raise ValueError(f"teacher vocabulary {teacher.config.vocab_size} != draft {model.config.vocab_size}")
     params = trainable(model, part)
     opt = torch.optim.AdamW(params, lr=lr)
+    before = None
     if src == ckpt:
         state = json.loads((ckpt / "state.json").read_text())
-        start_step = state["step"]
+        start_step, before = state["step"], state.get("before")
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device))
         log(f"resuming at step {start_step}")
-    before = mean_loss(model, [(i, l) for i, l in examples[:8]]) if start_step == 0 else None
+    else:
+        before = evaluate(model.cpu(), probe)
+        model.to(device)
+        log(f"before: loss {before['loss']:.3f}, greedy agreement {before['agreement']:.3f}")
     model.train()
     t0 = time.monotonic()
     for step in range(start_step, steps):
-        ids, labels = examples[step % len(examples)]
-        loss = model(input_ids=torch.tensor([ids], device=device), labels=torch.tensor([labels], device=device)).loss
-        loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup)
+        parts = {}
+        for j in range(batch):
+            ids, labels = examples[(step * batch + j) % len(examples)]
+            loss, one = step_loss(model, torch.tensor([ids], device=device), torch.tensor([labels], device=device),
+                                  teacher, kl_weight)
+            (loss / batch).backward()
+            parts = {k: parts.get(k, 0.0) + v / batch for k, v in one.items()}
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad()
         done = step + 1 - start_step
         eta = (time.monotonic() - t0) / done * (steps - step - 1)
-        log(f"step {step + 1}/{steps} loss {float(loss):.3f} (ETA {eta:.0f} s)")
+        detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
+        log(f"step {step + 1}/{steps} {detail} (ETA {eta:.0f} s)")
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             model.save_pretrained(ckpt)
             torch.save(opt.state_dict(), ckpt / "optimizer.pt")
-            (ckpt / "state.json").write_text(json.dumps({"step": step + 1}))
+            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "before": before}))
     model.to("cpu")
-    after = mean_loss(model, [(i, l) for i, l in examples[:8]])
+    after = evaluate(model, probe)
+    log(f"after: loss {after['loss']:.3f}, greedy agreement {after['agreement']:.3f}")
     model.save_pretrained(out_dir)
     shutil.rmtree(ckpt, ignore_errors=True)  # model + optimizer state: several GB, only needed to resume
-    return {"loss_before": before, "loss_after": after, "steps": steps, "part": part}
+    return {"loss_before": before["loss"], "loss_after": after["loss"], "agreement_before": before["agreement"],
+            "agreement_after": after["agreement"], "held_out": bool(eval_examples), "steps": steps, "part": part,
+            "lr": lr, "batch": batch, "teacher": str(teacher_dir) if teacher is not None else None, "kl_weight": kl_weight}
