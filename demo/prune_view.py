@@ -56,7 +56,8 @@ def build(engine: Engine) -> None:
                     f"of {a['distance']:.3f}.")
         h = a.get("heal")
         if h and h.get("agreement_before") is not None:
-            teacher = "KL towards " + h["teacher"].rstrip("/").split("/")[-1] if h.get("teacher") else "target text only"
+            kind = {"draft": "the uncut draft", "target": "the target"}.get(h.get("teacher_kind"))
+            teacher = f"KL towards {kind or h['teacher']}" if h.get("teacher") else "target text only"
             gr.Markdown(f"Healed ({h['steps']} steps, {teacher}): greedy agreement with the target's held-out answers "
                         f"{h['agreement_before']:.3f} → {h['agreement_after']:.3f} (what the acceptance rate measures).")
         gr.Plot(heatmap(a), elem_id=f"prune-heatmap-{a['draft']}")

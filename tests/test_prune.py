@@ -177,14 +177,15 @@ def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_p
                                                   "variant": "angular", "distances": {"1": [0.1, 0.2, 0.3],
                                                                                       "2": [0.3, 0.123]}}))
     (ws / "healed-2l" / "heal.json").write_text(json.dumps({"agreement_before": 0.5, "agreement_after": 0.625,
-                                                            "steps": 3, "teacher": "/cache/prune/tiny-draft/hf"}))
+                                                            "steps": 3, "teacher": "/cache/prune/tiny-draft/hf",
+                                                            "teacher_kind": "draft"}))
     (found,) = prune_view.analyses(engine)
     assert found["draft"] == "tiny-draft" and found["heal"]["agreement_after"] == 0.625
     with gr.Blocks() as blocks:
         prune_view.build(engine)
     texts = [b.value for b in blocks.blocks.values() if isinstance(b, gr.Markdown)]
     assert any("removing layers 1–2" in t and "0.123" in t for t in texts)
-    assert any("KL towards hf" in t and "0.500 → 0.625" in t for t in texts)
+    assert any("KL towards the uncut draft" in t and "0.500 → 0.625" in t for t in texts)
     table = prune_view.compare_rows(engine, "def add(a, b):", max_new_tokens=12)
     rows = table.splitlines()
     assert rows[2].startswith("| baseline |") and len(rows) == 3 + len(engine.drafts)

@@ -77,7 +77,11 @@ class Workspace:
         if not (self.target_hf / "config.json").exists():
             src = self.preset.target.source
             if not isinstance(src, GGUFSource):
-                return Path(prepare.resolve_local_or_hub(str(src)))
+                path = Path(prepare.resolve_local_or_hub(str(src)))
+                if prepare.is_ir_folder(path):
+                    raise prepare.PrepareError("the target is an OpenVINO IR, which torch cannot run as a teacher: "
+                                               "use --teacher draft")
+                return path
             prepare.gguf_to_checkpoint(src, self.preset_dir / "prune" / "target-gguf", self.target_hf)
         return self.target_hf
 
@@ -195,6 +199,7 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     stats = heal(ws.cut, ws.healed, encode_pairs(tok, pairs), steps=args.steps, lr=args.lr, part=args.train,
                  teacher_dir=ws.teacher(args.teacher), kl_weight=args.kl_weight if args.teacher != "none" else 0.0,
                  eval_examples=encode_pairs(tok, held_out), batch=args.batch)
+    stats["teacher_kind"] = args.teacher
     (ws.healed / "heal.json").write_text(json.dumps(stats, indent=1))
     log(f"healed: held-out greedy agreement {stats['agreement_before']:.3f} -> {stats['agreement_after']:.3f}, "
         f"loss {stats['loss_before']:.3f} -> {stats['loss_after']:.3f}")
