@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             healed = (ws.healed / "config.json").exists() and not (run and args.no_heal)
             source = ws.healed if healed else ws.cut
             name = (ws.name if healed else f"{ws.name}-unhealed") + ("" if args.weights == "int8" else "-int4")
+            if healed and args.weights != "int8":
+                log("warning: int4 compression undid the healing in our measurements (docs/performance.md, "
+                    "section 13); the healed draft keeps it in int8")
             export(ws.preset_dir, name, source, args.weights)
     except prepare.PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
