@@ -69,13 +69,18 @@ def stdlib_corpus() -> list[Path]:
     return corpus_files([Path(sysconfig.get_paths()["stdlib"])])
 
 
-def default_keep(tokenizer_dir: Path) -> np.ndarray:
-    """The rows RECIPE keeps, counted on this Python's standard library sources."""
+def corpus_keep(tokenizer_dir: Path, files: list[Path], chars: int, top: int, first: int) -> tuple[np.ndarray, int]:
+    """The kept rows for a corpus, and how many distinct tokens the corpus had."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    counts = token_counts(tok, stdlib_corpus(), RECIPE["chars"])
-    return keep_ids(tok, len(tok), counts, RECIPE["top"], RECIPE["first"])
+    counts = token_counts(tok, files, chars)
+    return keep_ids(tok, len(tok), counts, top, first), len(counts)
+
+
+def default_keep(tokenizer_dir: Path) -> np.ndarray:
+    """The rows RECIPE keeps, counted on this Python's standard library sources."""
+    return corpus_keep(tokenizer_dir, stdlib_corpus(), RECIPE["chars"], RECIPE["top"], RECIPE["first"])[0]
 
 
 def _rows_of_constant(const, keep: np.ndarray, vocab: int):
@@ -198,17 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         draft = args.trim or preset.default_draft
         if draft not in prepared.drafts:
             raise prepare.PrepareError(f"unknown draft {draft!r}; choose from {sorted(prepared.drafts)}")
-        from transformers import AutoTokenizer
-
         preset_dir = catalog.cache_root(args.cache_dir) / preset.name
-        tok = AutoTokenizer.from_pretrained(preset_dir / "tokenizer")
         files = corpus_files(args.corpus) if args.corpus is not None else stdlib_corpus()
         if not files:
             raise prepare.PrepareError("the corpus holds no readable text files")
-        counts = token_counts(tok, files, args.corpus_chars)
-        keep = keep_ids(tok, len(tok), counts, args.top, args.first)
+        keep, distinct = corpus_keep(preset_dir / "tokenizer", files, args.corpus_chars, args.top, args.first)
         name = args.name or f"{draft}-head{round(len(keep) / 1000)}k"
-        log(f"{len(counts)} distinct corpus tokens; keeping {len(keep)} rows of the head")
+        log(f"{distinct} distinct corpus tokens; keeping {len(keep)} rows of the head")
         out = trim_draft(prepared.drafts[draft], preset_dir / name, keep)
         prepare.register_draft(preset_dir, name, out)
         log(f"draft {name} registered at {out}")
