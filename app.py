@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from demo import prepare
+from demo.models import PrepareError, prepare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ready = prepare.prepare_from_args(args)
-    except prepare.PrepareError as exc:
+    except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from demo import ui
+    from demo.views import blocks as ui
     from demo.engine import Engine
 
     engine = Engine(ready, device=args.device)

@@ -11,6 +11,20 @@ APP_NAME = "specdemo"
 CACHE_ENV = "SPECDEMO_CACHE"
 
 
+@dataclass
+class Prepared:
+    """Ready IR folders of a preset: what the engine needs, with no dependency on the converter."""
+
+    preset: str
+    target: Path
+    drafts: dict[str, Path]
+    thinking: bool = False
+
+    def to_json(self) -> dict:
+        return {"preset": self.preset, "target": str(self.target),
+                "drafts": {k: str(v) for k, v in self.drafts.items()}}
+
+
 @dataclass(frozen=True)
 class GGUFSource:
     """A GGUF file shipped as raw parts in PyPI packages (`<package>/data/partNN.bin`)."""

@@ -10,7 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
 
-from demo import prepare  # noqa: E402
+from demo.catalog import Prepared  # noqa: E402
+from demo.models import prepare  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -45,7 +46,7 @@ def tokenizer_dir(work) -> Path:
     return tiny.extract_tokenizer(work / "qwen25-tokenizer")
 
 
-def _pair(work: Path, tokenizer_dir: Path, arch: str) -> prepare.Prepared:
+def _pair(work: Path, tokenizer_dir: Path, arch: str) -> Prepared:
     # The draft has the target's weights but half its layers dropped would disagree too often;
     # the same seed and size gives a draft that agrees with the int4 target most of the time.
     target = tiny.build_tiny(work / f"{arch}-target", tokenizer_dir, arch, layers=4, seed=0)
@@ -55,12 +56,12 @@ def _pair(work: Path, tokenizer_dir: Path, arch: str) -> prepare.Prepared:
 
 
 @pytest.fixture(scope="session")
-def qwen2_pair(work, tokenizer_dir) -> prepare.Prepared:
+def qwen2_pair(work, tokenizer_dir) -> Prepared:
     return _pair(work, tokenizer_dir, "qwen2")
 
 
 @pytest.fixture(scope="session")
-def qwen3_pair(work, tokenizer_dir) -> prepare.Prepared:
+def qwen3_pair(work, tokenizer_dir) -> Prepared:
     return _pair(work, tokenizer_dir, "qwen3")
 
 

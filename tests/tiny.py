@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from demo import catalog, prepare
+from demo import catalog
+from demo.models import convert
 
 SCALE = 8.0
 
@@ -14,7 +15,7 @@ def extract_tokenizer(dest: Path) -> Path:
 
     if (dest / "tokenizer.json").exists():
         return dest
-    gguf = prepare.assemble_gguf(catalog.QWEN25_CODER_05B_GGUF, dest.parent / "gguf")
+    gguf = convert.assemble_gguf(catalog.QWEN25_CODER_05B_GGUF, dest.parent / "gguf")
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(dest)
     gguf.unlink()
     return dest

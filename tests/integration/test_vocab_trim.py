@@ -8,7 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from demo import prepare, vocab_trim
+from demo.catalog import Prepared
+from demo import vocab_trim as vocab_trim_cli
+from demo.models import cache as model_cache, convert, prepare, vocab_trim
 from demo.engine import Engine, Request
 
 
@@ -55,7 +57,7 @@ def test_trimmed_head_keeps_logits_of_kept_rows_and_fills_the_rest(qwen2_pair, t
     dropped = np.setdiff1d(np.arange(vocab), keep)
     assert np.all(got[..., dropped] == np.float32(vocab_trim.FILL))
     assert (got.argmax(-1) == want.argmax(-1)).all()  # the draft's greedy picks were kept
-    for name in prepare.TOKENIZER_FILES:
+    for name in convert.TOKENIZER_FILES:
         assert (out / name).read_bytes() == (src / name).read_bytes()
     assert json.loads((out / "vocab_trim.json").read_text())["kept"] == len(keep)
     assert (out / "openvino_model.bin").stat().st_size < (src / "openvino_model.bin").stat().st_size
@@ -68,10 +70,10 @@ def test_cli_registers_a_trimmed_draft_that_speculates(qwen2_pair, work, tmp_pat
     corpus.write_text("def add(a, b):\n    return a + b\n" * 20)
     args = ["--target", str(work / "qwen2-target"), "--draft", f"qwen2-draft={work / 'qwen2-draft'}",
             "--cache-dir", str(cache), "--corpus", str(corpus), "--top", "50", "--first", "20000"]
-    assert vocab_trim.main(args + ["--name", "tiny-head"]) == 0
+    assert vocab_trim_cli.main(args + ["--name", "tiny-head"]) == 0
     preset_dir = cache / qwen2_pair.preset
-    path = prepare.registered_drafts(preset_dir)["tiny-head"]
-    eng = Engine(prepare.Prepared("t", qwen2_pair.target, {"tiny-head": path}))
+    path = model_cache.registered_drafts(preset_dir)["tiny-head"]
+    eng = Engine(Prepared("t", qwen2_pair.target, {"tiny-head": path}))
     base = eng.generate(Request("def add(a, b):", max_new_tokens=16))
     spec = eng.generate(Request("def add(a, b):", lane="speculative", max_new_tokens=16, num_assistant_tokens=3))
     assert spec.tokens == base.tokens and spec.drafted > 0  # the target still decides every token
@@ -80,13 +82,13 @@ def test_cli_registers_a_trimmed_draft_that_speculates(qwen2_pair, work, tmp_pat
 def test_cli_rejects_bad_input(qwen2_pair, work, tmp_path, capsys):
     base = ["--target", str(work / "qwen2-target"), "--draft", f"qwen2-draft={work / 'qwen2-draft'}",
             "--cache-dir", str(work / "cache")]
-    assert vocab_trim.main(base + ["--trim", "nope"]) == 2
+    assert vocab_trim_cli.main(base + ["--trim", "nope"]) == 2
     assert "unknown draft 'nope'" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert vocab_trim.main(base + ["--corpus", str(tmp_path / "empty")]) == 2
+    assert vocab_trim_cli.main(base + ["--corpus", str(tmp_path / "empty")]) == 2
     assert "no readable text files" in capsys.readouterr().err
     (tmp_path / "text.md").write_text("hello world")
-    assert vocab_trim.main(base + ["--corpus", str(tmp_path / "text.md"), "--first", "999999"]) == 2
+    assert vocab_trim_cli.main(base + ["--corpus", str(tmp_path / "text.md"), "--first", "999999"]) == 2
     assert "nothing to trim" in capsys.readouterr().err
 
 
@@ -105,7 +107,7 @@ def test_preset_draft_made_by_trimming_another(qwen2_pair, work, tmp_path, monke
     trimmed = ready.drafts["qwen2-draft-trimhead"]
     kept = json.loads((trimmed / "vocab_trim.json").read_text())["kept"]
     assert 16384 < kept < 151936
-    assert prepare.read_manifest(trimmed)["kept"] == kept
+    assert model_cache.read_manifest(trimmed)["kept"] == kept
     stamp = (trimmed / "openvino_model.bin").stat().st_mtime_ns
     assert prepare.prepare(preset, cache).drafts == ready.drafts  # cached: not trimmed again
     assert (trimmed / "openvino_model.bin").stat().st_mtime_ns == stamp

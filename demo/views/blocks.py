@@ -5,10 +5,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo import agent_view, prune_view, race
+from demo.views import agent as agent_view, pruning as prune_view, race
 from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, Engine
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [
     "Write a Python function that checks whether a string is a palindrome, ignoring case and punctuation.",
     "Implement binary search in Python as a function `binary_search(items, target)`.",

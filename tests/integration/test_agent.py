@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from smolagents.models import ChatMessage, MessageRole, Model, TokenUsage
 
-from demo import agent, slides
+from demo.agent import model as agent_model, run as agent, slides, tools
 from demo.engine import EngineError, Request
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cut_at_stop_takes_the_earliest():
-    assert agent.cut_at_stop("abc Observation: x </code> y", ["</code>", "Observation:"]) == "abc "
-    assert agent.cut_at_stop("no stop here", ["</code>"]) == "no stop here"
+    assert agent_model.cut_at_stop("abc Observation: x </code> y", ["</code>", "Observation:"]) == "abc "
+    assert agent_model.cut_at_stop("no stop here", ["</code>"]) == "no stop here"
 
 
 @pytest.mark.parametrize("draft", [True, False])
@@ -27,7 +27,7 @@ def test_engine_model_honours_stop_sequences_and_usage(engine, draft):
                                    max_new_tokens=40)).text
     stop = full[len(full) // 2: len(full) // 2 + 4]
     assert stop.strip() and stop in full
-    model = agent.EngineModel(engine, use_draft=draft, max_new_tokens=40)
+    model = agent_model.EngineModel(engine, use_draft=draft, max_new_tokens=40)
     msg = model.generate(messages, stop_sequences=[stop, "NEVER-APPEARS"])
     assert msg.content == full[: full.index(stop)]
     assert msg.token_usage.input_tokens > 10 and 0 < msg.token_usage.output_tokens <= 40
@@ -46,7 +46,7 @@ class ScriptedModel(Model):
 
     def generate(self, messages, stop_sequences=None, **kwargs):
         text = self.replies.pop(0) if self.replies else '<code>\nfinal_answer("out of script")\n</code>'
-        return ChatMessage(role=MessageRole.ASSISTANT, content=agent.cut_at_stop(text, stop_sequences),
+        return ChatMessage(role=MessageRole.ASSISTANT, content=agent_model.cut_at_stop(text, stop_sequences),
                            token_usage=TokenUsage(input_tokens=1, output_tokens=1))
 
     def generate_stream(self, messages, stop_sequences=None, **kwargs):
@@ -120,7 +120,7 @@ def test_empty_task(engine, tmp_path):
 
 
 def test_search_offline_is_an_observation():
-    out = agent.SearchTool().forward("OpenVINO speculative decoding")
+    out = tools.SearchTool().forward("OpenVINO speculative decoding")
     assert out.startswith("search unavailable (offline)") or "http" in out  # a machine with network gets results
 
 
@@ -189,7 +189,7 @@ def test_short_system_prompt_keeps_tools_rules_and_example(kind):
 
 
 def test_agent_bench_judges_decks(engine, tmp_path):
-    from demo import agent_bench
+    from demo.agent import bench as agent_bench
 
     tasks = agent_bench.load_tasks(agent_bench.DEFAULT_TASKS)
     assert len(tasks) == 5 and all(t["keywords"] for t in tasks)
@@ -220,7 +220,7 @@ def test_agent_bench_cli_on_the_tiny_pair(qwen2_pair, tmp_path):
 
 
 def test_code_agent_steps_start_inside_a_code_block(engine):
-    model = agent.EngineModel(engine, use_draft=True, max_new_tokens=12)
+    model = agent_model.EngineModel(engine, use_draft=True, max_new_tokens=12)
     messages = [ChatMessage(role=MessageRole.USER, content="Print hello")]
     msg = model.generate(messages, stop_sequences=["Observation:", "</code>"])
     assert msg.content.startswith("<code>\n") and len(msg.content) > len("<code>\n")
@@ -229,7 +229,7 @@ def test_code_agent_steps_start_inside_a_code_block(engine):
     plain = model.generate(messages, stop_sequences=["Observation:"])  # a ToolCallingAgent step: no prefix
     assert not plain.content.startswith("<code>")
     # the prefix is part of the prompt the model continues
-    run = engine.start(agent.EngineModel(engine)._request(messages, ["</code>"]))
+    run = engine.start(agent_model.EngineModel(engine)._request(messages, ["</code>"]))
     list(run)
     assert engine.tokenizer().decode(engine.encode(run.request)).endswith("\nassistant\n<code>\n")
 
@@ -237,6 +237,6 @@ def test_code_agent_steps_start_inside_a_code_block(engine):
 def test_is_looping():
     deck = "\n".join(f'slide = prs.slides.add_slide(prs.slide_layouts[1])\nslide.shapes.title.text = "T{i}"'
                      for i in range(6))
-    assert not agent.is_looping(deck)
+    assert not agent_model.is_looping(deck)
     loop = "features = [\n" + '    "High throughput and low latency",\n    "High security and privacy",\n' * 8
-    assert agent.is_looping(loop)
+    assert agent_model.is_looping(loop)

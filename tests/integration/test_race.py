@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from demo import race
+from demo.views import race
 from demo.engine import Engine
 
 PROMPT = "Write a function that adds two numbers"
@@ -95,7 +95,7 @@ def test_validate_bad_input(engine, prompt, draft, msg):
 
 
 def test_failed_draft_is_reported_in_its_lane(qwen2_pair, tmp_path):
-    from demo.prepare import Prepared
+    from demo.catalog import Prepared
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -1,10 +1,7 @@
-"""A smolagents CodeAgent on the local engine: web search and python-pptx slide decks.
-
-python -m demo.agent --preset P --task TEXT --out DIR [--no-draft] [--max-steps N] --json
-"""
+"""Running the agent: build a smolagents CodeAgent (or ToolCallingAgent) on a model, run it in a run folder,
+and yield its trace and result."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -14,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from smolagents import CodeAgent, DuckDuckGoSearchTool, PythonInterpreterTool, Tool, ToolCallingAgent
-from smolagents.models import ChatMessage, ChatMessageStreamDelta, MessageRole, Model, TokenUsage, get_clean_message_list
+from smolagents import CodeAgent, PythonInterpreterTool, ToolCallingAgent
+from smolagents.models import Model
 
-from demo.agent_prompts import CODE_INSTRUCTIONS, TOOL_INSTRUCTIONS, prompt_templates
-from demo.engine import Engine, EngineError, Request
+from demo.agent.model import EngineModel
+from demo.agent.prompts import CODE_INSTRUCTIONS, TOOL_INSTRUCTIONS, prompt_templates
+from demo.agent.tools import SearchTool
+from demo.engine import Engine, EngineError
 
 AUTHORIZED_IMPORTS = ["pptx", "pptx.*"]
 MAX_STEPS = 6
@@ -29,131 +28,6 @@ EXAMPLE_TASKS = [
     "Make a three-slide deck introducing speculative decoding: the idea, how verification works, and when it pays off",
     "Create a short slide deck with tips for giving a talk at a technical conference",
 ]
-def cut_at_stop(text: str, stops: list[str] | None) -> str:
-    """Cut the text before the earliest occurrence of any stop sequence."""
-    cut = len(text)
-    for stop in stops or []:
-        i = text.find(stop)
-        if stop and i != -1:
-            cut = min(cut, i)
-    return text[:cut]
-
-
-def is_looping(text: str, repeats: int = 8) -> bool:
-    """A small model under greedy decoding can repeat the same lines until max_new_tokens; a line of
-    some length seen `repeats` times is that loop (an unrolled deck repeats its lines once per slide)."""
-    counts: dict[str, int] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if len(line) > 10:
-            counts[line] = counts.get(line, 0) + 1
-            if counts[line] >= repeats:
-                return True
-    return False
-
-
-def code_reply_prefix(stops: list[str] | None) -> str:
-    """A CodeAgent step (it stops at "</code>") starts the reply inside a code block. Everything a
-    CodeAgent does, searching included, is code; a small model otherwise often answers with the deck as
-    prose, or with code it forgot to open with "<code>", and smolagents rejects both (docs/performance.md)."""
-    return "<code>\n" if "</code>" in (stops or []) else ""
-
-
-def _as_parts(message):
-    """smolagents cleans messages whose content is a list of parts; accept plain strings too."""
-    content = message.content if isinstance(message, ChatMessage) else message.get("content")
-    if not isinstance(content, str):
-        return message
-    role = message.role if isinstance(message, ChatMessage) else message["role"]
-    return ChatMessage(role=MessageRole(role), content=[{"type": "text", "text": content}])
-
-
-class EngineModel(Model):
-    """smolagents Model backed by the engine in this process; draft on or off per instance."""
-
-    def __init__(self, engine: Engine, use_draft: bool = True, max_new_tokens: int = 768, **kwargs):
-        super().__init__(flatten_messages_as_text=True, model_id=f"local:{engine.prepared.preset}", **kwargs)
-        self.engine, self.use_draft, self.max_new_tokens = engine, use_draft, max_new_tokens
-        self.generated_tokens = 0
-        self.generation_seconds = 0.0
-        self.cancel_event = threading.Event()
-
-    @property
-    def supports_stop_parameter(self) -> bool:
-        return True
-
-    def _request(self, messages, stop_sequences) -> Request:
-        messages = [_as_parts(m) for m in messages]
-        clean = get_clean_message_list(messages, role_conversions={MessageRole.TOOL_RESPONSE: MessageRole.USER,
-                                                                   MessageRole.TOOL_CALL: MessageRole.ASSISTANT},
-                                       flatten_messages_as_text=True)
-        chat = [{"role": str(getattr(m["role"], "value", m["role"])), "content": m["content"]} for m in clean]
-        lane = "speculative" if self.use_draft and self.engine.drafts else "baseline"
-        return Request(prompt="", messages=chat, lane=lane, max_new_tokens=self.max_new_tokens,
-                       stop=list(stop_sequences or []), enable_thinking=False,
-                       reply_prefix=code_reply_prefix(stop_sequences))
-
-    def generate_stream(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
-                        **kwargs) -> Iterator[ChatMessageStreamDelta]:
-        run = self.engine.start(self._request(messages, stop_sequences))
-        text, first = "", True
-        if run.request.reply_prefix:
-            yield ChatMessageStreamDelta(content=run.request.reply_prefix)
-        for event in run:
-            # never stream past a stop sequence, even when it arrives split over two steps
-            new = cut_at_stop(text + event.text, stop_sequences)[len(text):]
-            text += new
-            if self.cancel_event.is_set() or ("\n" in new and is_looping(text)):
-                run.cancel()
-            usage = TokenUsage(input_tokens=run.prompt_tokens if first else 0,
-                               output_tokens=len(event.tokens))
-            first = False
-            if new:
-                yield ChatMessageStreamDelta(content=new, token_usage=usage)
-        self._account(run.result)
-
-    def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
-                 **kwargs) -> ChatMessage:
-        run = self.engine.start(self._request(messages, stop_sequences))
-        text = ""
-        for event in run:
-            text += event.text
-            if self.cancel_event.is_set() or ("\n" in event.text and is_looping(text)):
-                run.cancel()  # a loop ends the step early; the agent sees the cut reply and tries again
-        res = run.result
-        self._account(res)
-        text = run.request.reply_prefix + cut_at_stop(res.text, stop_sequences)
-        return ChatMessage(role=MessageRole.ASSISTANT, content=text,
-                           token_usage=TokenUsage(input_tokens=res.prompt_tokens, output_tokens=len(res.tokens)),
-                           raw={"lane": res.lane, "tokens_per_second": res.tokens_per_second})
-
-    def _account(self, res) -> None:
-        self.generated_tokens += len(res.tokens)
-        self.generation_seconds += res.seconds
-
-
-class SearchTool(Tool):
-    """DuckDuckGo search that turns a network failure into a short observation instead of an error."""
-
-    name = "web_search"
-    description = "Searches the web (DuckDuckGo) and returns the top results with titles, links and snippets."
-    inputs = {"query": {"type": "string", "description": "The search query."}}
-    output_type = "string"
-
-    def __init__(self, max_results: int = 5):
-        super().__init__()
-        self.max_results = max_results
-        self._inner = None
-
-    def forward(self, query: str) -> str:
-        try:
-            if self._inner is None:
-                self._inner = DuckDuckGoSearchTool(max_results=self.max_results)
-            return self._inner.forward(query)
-        except Exception as exc:  # no network, rate limit, DNS
-            return f"search unavailable (offline): {type(exc).__name__}. Continue from your own knowledge."
-
-
 # ---------------------------------------------------------------- the run folder guard
 
 # The folder of the agent run in progress; a module global rather than a thread-local because smolagents
@@ -205,7 +79,7 @@ def deck_check(out_dir: Path):
     """A smolagents final-answer check: a deck exists in the run folder and its slides have real titles.
     A failed check goes back to the model as an error, so it can fix the deck instead of stopping."""
     def deck_saved_with_real_titles(final_answer, memory, agent=None) -> bool:
-        from demo.slides import slide_texts
+        from demo.agent.slides import slide_texts
 
         decks = sorted(out_dir.rglob("*.pptx"))
         if not decks:
@@ -343,38 +217,3 @@ def run_agent(engine: Engine, task: str, out_dir: Path, use_draft: bool = True, 
                       tokens / gen_s if gen_s else None, bool(reached_max), trace)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from demo import prepare
-
-    parser = argparse.ArgumentParser(prog="python -m demo.agent", description=__doc__.splitlines()[0])
-    prepare.add_arguments(parser)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--out", required=True, type=Path, help="run folder; the deck is written here")
-    parser.add_argument("--no-draft", action="store_true", help="run the target alone")
-    parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
-    parser.add_argument("--no-search", action="store_true", help="do not offer the web search tool")
-    parser.add_argument("--agent", choices=AGENT_KINDS, default=DEFAULT_KIND,
-                        help="smolagents CodeAgent (code) or ToolCallingAgent with a python_interpreter tool (tool)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    args = parser.parse_args(argv)
-    try:
-        engine = Engine(prepare.prepare_from_args(args))
-        result = None
-        for item in run_agent(engine, args.task, args.out, use_draft=not args.no_draft, max_steps=args.max_steps,
-                              search=not args.no_search, kind=args.agent):
-            if isinstance(item, TraceItem):
-                print(f"[step {item.step}] {item.kind}: {item.text[:2000]}", file=sys.stderr, flush=True)
-            else:
-                result = item
-    except (prepare.PrepareError, EngineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(f"final answer: {result.final_answer}\nfiles: {', '.join(result.files) or 'none'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,23 +1,12 @@
-"""Benchmark the lanes on a prompt set in one process, interleaved prompt by prompt, greedy.
-
-python -m demo.bench --preset P [--prompts FILE.jsonl] --max-new-tokens N
-    --lanes baseline,speculative[:DRAFT][@K],prompt-lookup [--num-assistant-tokens K] [--repeats R]
-    --json OUT [--html OUT.html]
-"""
+"""Run the lanes on a prompt set in one process, interleaved prompt by prompt, greedy, and summarize them."""
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from demo import metrics, prepare
-from demo.engine import DEFAULT_PROPERTIES, LANES, SETTLE_SECONDS, Engine, EngineError, Request, RunResult
-
-
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "code.jsonl"
+from demo import metrics
+from demo.engine import LANES, SETTLE_SECONDS, Engine, Request, RunResult
 
 
 @dataclass
@@ -43,21 +32,6 @@ def parse_lanes(text: str) -> list[LaneSpec]:
     if not out:
         raise ValueError("no lanes given")
     return out
-
-
-def load_prompts(path: Path) -> list[str]:
-    prompts = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            prompt = json.loads(line)["prompt"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{i}: expected a JSON object with a \"prompt\" field") from exc
-        prompts.append(str(prompt))
-    if not prompts:
-        raise ValueError(f"{path} holds no prompts")
-    return prompts
 
 
 def progress(msg: str) -> None:
@@ -178,59 +152,3 @@ def table(report: dict) -> str:
                     f"{f(lane['draft_ms_per_token'], '9.1f')} {f(lane['target_ms_per_step'], '10.1f')} "
                     f"{f(lane['theoretical_speedup'], '6.2f')}{'x' if lane['theoretical_speedup'] else ' '}  {ident}")
     return "\n".join(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo.bench", description=__doc__.splitlines()[0])
-    prepare.add_arguments(parser)
-    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS,
-                        help="JSON lines with a \"prompt\" field (default: the code set, assets/prompts/code.jsonl)")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--lanes", default="baseline,speculative")
-    parser.add_argument("--num-assistant-tokens", type=int, default=None,
-                        help="draft tokens per step (default: the app's default)")
-    parser.add_argument("--confidence-threshold", type=float, default=None,
-                        help="draft while the draft is this confident instead of a fixed number of tokens")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
-                        help="untimed seconds before each run, so no lane pays for the one before (0: none)")
-    parser.add_argument("--device", default="CPU")
-    parser.add_argument("--properties", type=json.loads, default=None, metavar="JSON",
-                        help=f"OpenVINO properties for every pipeline (default on CPU: {json.dumps(DEFAULT_PROPERTIES)}; "
-                             "'{}' for the device's own defaults)")
-    parser.add_argument("--draft-properties", type=json.loads, default=None, metavar="JSON",
-                        help="OpenVINO properties for the draft model only (default: the same as --properties)")
-    parser.add_argument("--baseline-backend", choices=["stateful", "cb"], default="stateful")
-    parser.add_argument("--json", dest="json_out", type=Path, help="write the report here")
-    parser.add_argument("--html", type=Path, help="write a plotly HTML report here")
-    args = parser.parse_args(argv)
-    try:
-        lanes = parse_lanes(args.lanes)
-        prompts = load_prompts(args.prompts)
-        if args.max_new_tokens < 1 or args.repeats < 1:
-            raise ValueError("--max-new-tokens and --repeats must be at least 1")
-        if not 0 <= args.settle <= 60:
-            raise ValueError("--settle takes 0 to 60 seconds")
-        ready = prepare.prepare_from_args(args)
-        engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties,
-                        draft_properties=args.draft_properties)
-        report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats,
-                           args.confidence_threshold, args.settle)
-    except (ValueError, OSError, prepare.PrepareError, EngineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report["prompts_file"] = str(args.prompts)
-    print(table(report))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=1))
-        progress(f"wrote {args.json_out}")
-    if args.html:
-        from demo.report import write_html
-
-        write_html(report, args.html)
-        progress(f"wrote {args.html}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,12 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-from demo import catalog, prepare
+from demo import catalog
 from demo.catalog import GGUFSource
-from demo.prune import angular
-from demo.prune.cut import cut_checkpoint
+from demo.models import PrepareError, prepare
+from demo.models.cache import MANIFEST, is_ir_folder, register_draft, replace_atomically
+from demo.models.convert import export_ir, gguf_to_checkpoint, install_tokenizer
+from demo.models.prune import angular
+from demo.models.prune.cut import cut_checkpoint
+from demo.prompt_sets import PROMPTS_DIR, load_prompts
 
-CALIBRATION = Path(__file__).resolve().parents[2] / "assets" / "prompts"
 
 
 def log(msg: str) -> None:
@@ -28,9 +31,7 @@ def log(msg: str) -> None:
 
 
 def calibration_prompts() -> list[str]:
-    from demo.bench import load_prompts
-
-    return [p for name in ("code.jsonl", "chat.jsonl") for p in load_prompts(CALIBRATION / name)]
+    return [p for name in ("code.jsonl", "chat.jsonl") for p in load_prompts(PROMPTS_DIR / name)]
 
 
 class Workspace:
@@ -60,12 +61,12 @@ class Workspace:
         src = self.draft.source
         self.root.mkdir(parents=True, exist_ok=True)
         if isinstance(src, GGUFSource):
-            prepare.gguf_to_checkpoint(src, self.root / "gguf", self.hf)
+            gguf_to_checkpoint(src, self.root / "gguf", self.hf)
         else:
             from transformers import AutoModelForCausalLM
 
             AutoModelForCausalLM.from_pretrained(prepare.resolve_local_or_hub(str(src))).save_pretrained(self.hf)
-        prepare.install_tokenizer(self.preset_dir / "tokenizer", self.hf)  # HF tokenizer files included
+        install_tokenizer(self.preset_dir / "tokenizer", self.hf)  # HF tokenizer files included
         return self.hf
 
     def teacher(self, which: str) -> Path | None:
@@ -78,11 +79,11 @@ class Workspace:
             src = self.preset.target.source
             if not isinstance(src, GGUFSource):
                 path = Path(prepare.resolve_local_or_hub(str(src)))
-                if prepare.is_ir_folder(path):
-                    raise prepare.PrepareError("the target is an OpenVINO IR, which torch cannot run as a teacher: "
+                if is_ir_folder(path):
+                    raise PrepareError("the target is an OpenVINO IR, which torch cannot run as a teacher: "
                                                "use --teacher draft")
                 return path
-            prepare.gguf_to_checkpoint(src, self.preset_dir / "prune" / "target-gguf", self.target_hf)
+            gguf_to_checkpoint(src, self.preset_dir / "prune" / "target-gguf", self.target_hf)
         return self.target_hf
 
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="heal: KL towards this model's logits (draft: the uncut draft; none: target text only)")
     parser.add_argument("--kl-weight", type=float, default=0.9, help="heal: weight of the KL term (rest: cross-entropy)")
     parser.add_argument("--texts", type=int, default=106, help="target-generated texts for healing (one per prompt)")
-    parser.add_argument("--heal-prompts", type=Path, default=CALIBRATION / "heal.jsonl",
+    parser.add_argument("--heal-prompts", type=Path, default=PROMPTS_DIR / "heal.jsonl",
                         help="prompts whose target answers are the healing data")
     parser.add_argument("--text-tokens", type=int, default=192)
     parser.add_argument("--no-heal", action="store_true", help="run: export the cut model without healing")
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "analyze" or (run and not ws.analysis.exists()):
             analyze(ws, args.html, args.simple)
         if not ws.analysis.exists():
-            raise prepare.PrepareError("no analysis yet: run `python -m demo.prune analyze` first")
+            raise PrepareError("no analysis yet: run `python -m demo.prune analyze` first")
         result = json.loads(ws.analysis.read_text())
         if cmd == "cut" or (run and not (ws.cut / "config.json").exists()):
             cut_checkpoint(ws.hf_checkpoint(), ws.cut, result["start"], ws.n)
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 log("warning: int4 compression undid the healing in our measurements (docs/performance.md, "
                     "section 13); the healed draft keeps it in int8")
             export(ws.preset_dir, name, source, args.weights)
-    except prepare.PrepareError as exc:
+    except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -185,9 +186,8 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     from transformers import AutoTokenizer
 
     from demo.engine import Engine
-    from demo.prune.heal import encode_pairs, heal, target_texts
+    from demo.models.prune.heal import encode_pairs, heal, target_texts
 
-    from demo.bench import load_prompts
 
     # Healing text comes from prompts of its own, so that benchmarks on the code/chat sets stay held out.
     prompts = load_prompts(args.heal_prompts)
@@ -196,7 +196,7 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     engine = Engine(prepared)
     pairs = target_texts(engine, prompts[: args.texts], args.text_tokens, ws.data)
     # The code benchmark prompts' target answers, never trained on: greedy agreement on them predicts acceptance.
-    held_out = target_texts(engine, load_prompts(CALIBRATION / "code.jsonl"), args.text_tokens, ws.eval_data)
+    held_out = target_texts(engine, load_prompts(PROMPTS_DIR / "code.jsonl"), args.text_tokens, ws.eval_data)
     del engine
     tok = AutoTokenizer.from_pretrained(ws.hf)
     stats = heal(ws.cut, ws.healed, encode_pairs(tok, pairs), steps=args.steps, lr=args.lr, part=args.train,
@@ -212,11 +212,11 @@ def export(preset_dir: Path, name: str, source: Path, weights: str = "int8") -> 
     """OpenVINO IR with the preset's shared tokenizer, registered as a draft of the preset."""
     out = preset_dir / name
     tmp = out.with_name(f".tmp-{out.name}")
-    prepare.export_ir(source, tmp, weights)
-    prepare.install_tokenizer(preset_dir / "tokenizer", tmp)
-    (tmp / prepare.MANIFEST).write_text(json.dumps({"name": name, "source": str(source)}))
-    prepare.replace_atomically(tmp, out)
-    prepare.register_draft(preset_dir, name, out)
+    export_ir(source, tmp, weights)
+    install_tokenizer(preset_dir / "tokenizer", tmp)
+    (tmp / MANIFEST).write_text(json.dumps({"name": name, "source": str(source)}))
+    replace_atomically(tmp, out)
+    register_draft(preset_dir, name, out)
     log(f"draft {name} registered at {out}")
     return out
 

@@ -44,7 +44,7 @@ def compare_rows(engine: Engine, prompt: str, max_new_tokens: int = 96) -> str:
 
 
 def build(engine: Engine) -> None:
-    from demo.prune.__main__ import heatmap
+    from demo.models.prune.cli import heatmap
 
     found = analyses(engine)
     if not found:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo import agent, slides
+from demo.agent import run as agent, slides
 from demo.engine import Engine, EngineError
 
 RUNS = Path(tempfile.gettempdir()) / "specdemo-agent-runs"

@@ -6,12 +6,13 @@ import shutil
 import pytest
 
 import tiny
-from demo import prepare
+from demo.catalog import Prepared
+from demo.models import cache, convert
 from demo.engine import Engine, Request
-from demo.prune import angular
-from demo.prune.__main__ import export
-from demo.prune.cut import cut_checkpoint, cut_layers
-from demo.prune.heal import encode_pairs, evaluate, heal, step_loss
+from demo.models.prune import angular
+from demo.models.prune.cli import export
+from demo.models.prune.cut import cut_checkpoint, cut_layers
+from demo.models.prune.heal import encode_pairs, evaluate, heal, step_loss
 
 PROMPTS = ["def add(a, b):", "Explain recursion.", "SELECT * FROM users", "Write a haiku about the sea."]
 
@@ -101,10 +102,10 @@ def test_healing_lowers_the_loss_and_exports_a_working_draft(model_dir, tmp_path
     preset_dir = tmp_path / "preset"
     shutil.copytree(qwen2_pair.target.parent / "tokenizer", preset_dir / "tokenizer")
     out = export(preset_dir, "tiny-pruned-2l", tmp_path / "healed")
-    for name in prepare.TOKENIZER_FILES:
+    for name in convert.TOKENIZER_FILES:
         assert (out / name).read_bytes() == (qwen2_pair.target / name).read_bytes()
-    assert prepare.registered_drafts(preset_dir)["tiny-pruned-2l"] == out
-    eng = Engine(prepare.Prepared("t", qwen2_pair.target, {"tiny-pruned-2l": out}))
+    assert cache.registered_drafts(preset_dir)["tiny-pruned-2l"] == out
+    eng = Engine(Prepared("t", qwen2_pair.target, {"tiny-pruned-2l": out}))
     base = eng.generate(Request("def add(a, b):", max_new_tokens=16))
     spec = eng.generate(Request("def add(a, b):", lane="speculative", max_new_tokens=16, num_assistant_tokens=3))
     assert spec.tokens == base.tokens and spec.drafted > 0
@@ -168,7 +169,7 @@ def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_p
 
     import gradio as gr
 
-    from demo import prune_view
+    from demo.views import pruning as prune_view
 
     monkeypatch.setenv("SPECDEMO_CACHE", str(tmp_path))
     ws = tmp_path / engine.prepared.preset / "prune" / "tiny-draft"

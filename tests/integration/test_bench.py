@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from demo import bench
+from demo.bench import run as bench
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 LANE_KEYS = {"name", "tokens_per_second", "speedup", "identical_to_baseline", "tokens_per_step",
              "acceptance_rate", "draft_ms_per_token", "target_ms_per_step", "ttft_ms", "per_prompt"}

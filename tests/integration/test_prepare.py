@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 import tiny
-from demo import catalog, prepare
-from demo.catalog import GGUFSource, ModelSpec, Preset
+from demo import catalog
+from demo.models import PrepareError, cache, convert, prepare
+from demo.catalog import GGUFSource, ModelSpec, Prepared, Preset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -35,9 +36,9 @@ def closed_port() -> int:
 def test_tiny_pair_exports_and_runs_speculative(pair, request):
     import openvino_genai as g
 
-    ready: prepare.Prepared = request.getfixturevalue(pair)
+    ready: Prepared = request.getfixturevalue(pair)
     (draft,) = ready.drafts.values()
-    for name in prepare.TOKENIZER_FILES:
+    for name in convert.TOKENIZER_FILES:
         assert (ready.target / name).read_bytes() == (draft / name).read_bytes(), name
     # int4 target really is compressed: its weights file is smaller than the int8 draft's
     assert (ready.target / "openvino_model.bin").stat().st_size < (draft / "openvino_model.bin").stat().st_size
@@ -48,7 +49,7 @@ def test_tiny_pair_exports_and_runs_speculative(pair, request):
 
 
 def test_cache_is_reused(qwen2_pair, work):
-    manifest = qwen2_pair.target / prepare.MANIFEST
+    manifest = qwen2_pair.target / cache.MANIFEST
     before = manifest.stat().st_mtime_ns
     t0 = time.monotonic()
     again = prepare.prepare(prepare.custom_preset(str(work / "qwen2-target"), [f"qwen2-draft={work / 'qwen2-draft'}"]),
@@ -64,13 +65,13 @@ def test_failed_conversion_keeps_previous_cache(tmp_path, tokenizer_dir):
     src = tiny.build_tiny(tmp_path / "model", tokenizer_dir, "qwen2", layers=2, seed=3)
     preset = prepare.custom_preset(str(src), [])
     good = prepare.prepare(preset, tmp_path / "cache").target
-    manifest = json.loads((good / prepare.MANIFEST).read_text())
+    manifest = json.loads((good / cache.MANIFEST).read_text())
     # The source changes (so the cache key changes) and the new conversion fails half way.
     weights = src / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    with pytest.raises(prepare.PrepareError, match="conversion of model failed"):
+    with pytest.raises(PrepareError, match="conversion of model failed"):
         prepare.prepare(preset, tmp_path / "cache")
-    assert json.loads((good / prepare.MANIFEST).read_text()) == manifest
+    assert json.loads((good / cache.MANIFEST).read_text()) == manifest
     assert not [p for p in good.parent.iterdir() if p.name.startswith((".tmp-", ".old-", ".work-"))]
     g.LLMPipeline(str(good), "CPU").generate("hi", max_new_tokens=2)
 
@@ -86,8 +87,8 @@ def test_checksum_mismatch_removes_file(tmp_path, monkeypatch):
     make_part_package(tmp_path / "site", "specdemo-fake-part1", b"not the real weights")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     src = GGUFSource(("specdemo-fake-part1",), "1.0", "fake.gguf", 20, "0" * 64)
-    with pytest.raises(prepare.PrepareError, match="checksum mismatch for fake.gguf.*removed the bad file"):
-        prepare.assemble_gguf(src, tmp_path / "out")
+    with pytest.raises(PrepareError, match="checksum mismatch for fake.gguf.*removed the bad file"):
+        convert.assemble_gguf(src, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -99,13 +100,13 @@ def test_matching_checksum_assembles_parts_in_order(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     src = GGUFSource(("specdemo-ok-part1", "specdemo-ok-part2"), "1.0", "ok.gguf", 6,
                      hashlib.sha256(b"abcdef").hexdigest())
-    assert prepare.assemble_gguf(src, tmp_path / "out").read_bytes() == b"abcdef"
+    assert convert.assemble_gguf(src, tmp_path / "out").read_bytes() == b"abcdef"
 
 
 def test_missing_part_package_is_named_with_pip_command(tmp_path):
     src = GGUFSource(("specdemo-absent-part1", "specdemo-absent-part2"), "9.9", "x.gguf", 1, "0" * 64)
     preset = Preset("fake", "fake", ModelSpec("x", src, "int4"))
-    with pytest.raises(prepare.PrepareError) as err:
+    with pytest.raises(PrepareError) as err:
         prepare.prepare(preset, tmp_path)
     msg = str(err.value)
     assert "specdemo-absent-part1, specdemo-absent-part2" in msg
@@ -113,8 +114,8 @@ def test_missing_part_package_is_named_with_pip_command(tmp_path):
 
 
 def test_too_little_disk_says_how_much(tmp_path):
-    with pytest.raises(prepare.PrepareError, match=r"need about \d+\.\d GiB free, have"):
-        prepare.check_disk(tmp_path, 1 << 60, "model")
+    with pytest.raises(PrepareError, match=r"need about \d+\.\d GiB free, have"):
+        cache.check_disk(tmp_path, 1 << 60, "model")
 
 
 def test_default_preset_is_offline_when_hub_unreachable(tmp_path, monkeypatch):
@@ -164,7 +165,7 @@ def test_real_offline_pair(tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["preset"] == "qwen2.5-coder-1.5b"
     target, draft = Path(got["target"]), Path(got["drafts"]["qwen2.5-coder-0.5b"])
-    for name in prepare.TOKENIZER_FILES:
+    for name in convert.TOKENIZER_FILES:
         assert (target / name).read_bytes() == (draft / name).read_bytes()
     assert 0.6e9 < (target / "openvino_model.bin").stat().st_size < 1.3e9  # int4 weights, int8 embeddings
     # the default draft is int4 down to its vocabulary head: under 0.6x the int8 draft's weights

@@ -1,0 +1,1 @@
+"""The benchmark: python -m demo.bench (see __main__.py)."""

@@ -1,0 +1,209 @@
+"""One streaming generation API over OpenVINO GenAI for three lanes: baseline, speculative, prompt-lookup.
+
+    engine = Engine(prepared)
+    run = engine.start(Request("Write a quicksort", lane="speculative"))
+    for event in run:            # StepEvent per target step
+        print(event.text, end="")
+    print(run.result.tokens_per_second)
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from demo.catalog import Prepared
+from demo.engine.request import (DEFAULT_PROPERTIES, LANES, EngineError, Request, generation_config,
+                                 validate)
+from demo.engine.result import RunResult, summarize
+from demo.engine.stream import IncrementalDecoder, Run, StepEvent, _Streamer
+
+
+class Engine:
+    """Pipelines of one prepared preset, created on first use and kept; one generation at a time."""
+
+    def __init__(self, prepared: Prepared, device: str = "CPU", draft_device: str | None = None,
+                 properties: dict | None = None, draft_properties: dict | None = None,
+                 baseline_backend: str = "stateful"):
+        import openvino_genai
+
+        self.ov_genai = openvino_genai
+        self.prepared = prepared
+        self.device = device
+        self.draft_device = draft_device or device
+        base = DEFAULT_PROPERTIES if device == "CPU" else {}
+        self.properties = dict(base if properties is None else properties)
+        self.draft_properties = dict(self.properties if draft_properties is None else draft_properties)
+        self.baseline_backend = baseline_backend
+        self._pipes: dict[tuple, object] = {}
+        self._load_errors: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+        self.target_ms_per_token: float | None = None  # updated by every baseline run
+        self.max_context = _max_context(prepared.target)
+
+    # ------------------------------------------------------------- pipelines
+
+    @property
+    def drafts(self) -> list[str]:
+        return list(self.prepared.drafts)
+
+    def device_name(self) -> str:
+        """The device and, for a CPU, its model name."""
+        try:
+            import openvino as ov
+
+            return f"{self.device}: {ov.Core().get_property(self.device, 'FULL_DEVICE_NAME')}"
+        except Exception:
+            return self.device
+
+    def settings(self) -> dict:
+        """What the numbers were measured with."""
+        return {"device": self.device, "draft_device": self.draft_device, "baseline_backend": self.baseline_backend,
+                "properties": self.properties, "draft_properties": self.draft_properties}
+
+    def describe(self) -> str:
+        return f"{self.prepared.preset} on {self.device}" + (
+            f" (draft on {self.draft_device})" if self.draft_device != self.device else "")
+
+    def pipeline(self, lane: str, draft: str | None = None):
+        """The pipeline for a lane, loaded once; a load failure is remembered and re-raised clearly."""
+        key = (lane, draft if lane == "speculative" else None)
+        if key in self._load_errors:
+            raise EngineError(self._load_errors[key])
+        if key not in self._pipes:
+            try:
+                self._pipes[key] = self._load(lane, key[1])
+            except EngineError:
+                raise
+            except Exception as exc:
+                what = f"draft {draft!r}" if lane == "speculative" else f"{lane} pipeline"
+                self._load_errors[key] = f"could not load the {what}: {type(exc).__name__}: {exc}"
+                raise EngineError(self._load_errors[key]) from exc
+        return self._pipes[key]
+
+    def _load(self, lane: str, draft: str | None):
+        g = self.ov_genai
+        target = str(self.prepared.target)
+        if lane == "baseline":
+            backend = "SDPA" if self.baseline_backend == "stateful" else "PA"
+            return g.LLMPipeline(target, self.device, ATTENTION_BACKEND=backend, **self.properties)
+        if lane == "prompt-lookup":
+            return g.LLMPipeline(target, self.device, prompt_lookup=True, **self.properties)
+        if lane == "speculative":
+            path = self.prepared.drafts.get(draft)
+            if path is None:
+                raise EngineError(f"unknown draft {draft!r}; this preset has: {', '.join(self.drafts) or 'none'}")
+            dm = g.draft_model(str(path), self.draft_device, **self.draft_properties)
+            return g.LLMPipeline(target, self.device, draft_model=dm, **self.properties)
+        raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
+
+    def warm_up(self, lanes: tuple[str, ...] = ("baseline", "speculative"), log=None) -> None:
+        """Load the lanes' pipelines and run a few tokens, so a first visitor sees warm numbers."""
+        for lane in lanes:
+            if lane == "speculative" and not self.drafts:
+                continue
+            if log:
+                log(f"warming up the {lane} lane")
+            try:
+                self.generate(Request("Hello", lane=lane, max_new_tokens=4))
+            except EngineError as exc:  # reported again, in its lane, when a visitor picks it
+                if log:
+                    log(f"{lane} lane unavailable: {exc}")
+
+    def tokenizer(self):
+        return self.pipeline("baseline").get_tokenizer()
+
+    # ------------------------------------------------------------- requests
+
+    def encode(self, req: Request) -> list[int]:
+        tok = self.tokenizer()
+        text = req.prompt
+        if req.chat:
+            extra = {"enable_thinking": req.enable_thinking} if self.prepared.thinking else None
+            history = req.messages or [{"role": "user", "content": req.prompt}]
+            text = tok.apply_chat_template(history, add_generation_prompt=True, extra_context=extra) + req.reply_prefix
+        ids = tok.encode(text, add_special_tokens=not req.chat).input_ids.data[0].tolist()
+        if self.max_context and len(ids) + req.max_new_tokens > self.max_context:
+            raise EngineError(f"the prompt has {len(ids)} tokens; with {req.max_new_tokens} new tokens it exceeds "
+                              f"the model's context of {self.max_context} tokens: shorten it")
+        return ids
+
+    def start(self, request: Request) -> Run:
+        """Validate the request now (errors raise here) and return a Run to iterate."""
+        return Run(self, validate(request, self.drafts))
+
+    def generate(self, request: Request) -> RunResult:
+        """Run to completion and return the result."""
+        run = self.start(request)
+        for _ in run:
+            pass
+        return run.result
+
+    # ------------------------------------------------------------- the run
+
+    def _drive(self, run: Run) -> Iterator[StepEvent]:
+        import numpy as np
+        import openvino as ov
+
+        req = run.request
+        with self._lock:
+            pipe = self.pipeline(req.lane, req.draft)
+            ids = self.encode(req)
+            run.prompt_tokens = len(ids)
+            cfg = generation_config(req)
+            tok = pipe.get_tokenizer()
+            t0 = time.monotonic()
+            streamer = _Streamer(self.ov_genai, run._queue, run.cancel_event, t0)
+            box: dict = {}
+
+            def work():
+                try:
+                    box["res"] = pipe.generate(ov.Tensor(np.array([ids], dtype=np.int64)), cfg, streamer.impl)
+                except BaseException as exc:  # surfaced to the consumer below
+                    box["err"] = exc
+                finally:
+                    box["end"] = time.monotonic() - t0
+                    run._queue.put(None)
+
+            run._thread = threading.Thread(target=work, name=f"generate-{req.lane}", daemon=True)
+            run._thread.start()
+            try:
+                yield from self._collect(run, req, ids, tok, box)
+            finally:  # the consumer may have gone away (Stop, page closed): stop the pipeline first
+                if run.result is None:
+                    run.cancel_event.set()
+                run._thread.join()
+
+    def _collect(self, run: Run, req: Request, ids: list[int], tok, box: dict) -> Iterator[StepEvent]:
+        decoder = IncrementalDecoder(tok.decode)
+        times, counts, acc = [], [], []
+        while (item := run._queue.get()) is not None:
+            t, chunk = item
+            accepted = max(len(chunk) - 1, 0) if req.lane != "baseline" else 0
+            draft_text = decoder.push(chunk[:accepted]) if accepted else ""
+            delta = draft_text + decoder.push(chunk[accepted:])
+            times.append(t)
+            counts.append(len(chunk))
+            acc.append(accepted)
+            yield StepEvent(len(times) - 1, list(chunk), delta, accepted, draft_text, t)
+        run._thread.join()
+        if "err" in box:
+            raise EngineError(f"generation failed: {box['err']}") from box["err"]
+        res, tokens = box["res"], decoder.tokens
+        if list(res.tokens[0]) != tokens and not run.cancel_event.is_set():
+            tokens = list(res.tokens[0])  # trust the pipeline's answer over the stream
+        run.result = summarize(req, ids, tokens, tok.decode(tokens), times, counts, acc, box["end"], res,
+                               run.cancel_event.is_set(), self.target_ms_per_token)
+        if req.lane == "baseline" and not req.do_sample and run.result.target_ms_per_step:
+            self.target_ms_per_token = run.result.target_ms_per_step
+
+
+def _max_context(target: Path) -> int | None:
+    """The target's context length from its config.json, when it has one."""
+    try:
+        cfg = json.loads((Path(target) / "config.json").read_text())
+        return int(cfg.get("max_position_embeddings") or 0) or None
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,96 @@
+"""What a caller asks the engine for: the lanes, their defaults, a Request, its validation and GenerationConfig."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LANES = ("baseline", "speculative", "prompt-lookup")
+# 3: a 4-token verification costs what a 1-token step costs on the CPU plugin, 6 tokens cost ~1.2x, and chat
+# answers rarely accept more than 3 (docs/performance.md, section 8)
+DEFAULT_NUM_ASSISTANT_TOKENS = 3
+DEFAULT_MAX_NGRAM = 3
+# f32 compute and an f32 KV cache on every pipeline: measured fastest on a CPU without native bf16, and the
+# only setting under which greedy speculative output matched the baseline token for token
+# (docs/performance.md, sections 1 and 2).
+DEFAULT_PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
+# Seconds to let the CPU settle before timing a pipeline right after another one: on 2 cores the speculative
+# lane run straight after the baseline was 8% slower than after a 2 s pause, which left the baseline as it
+# was (docs/performance.md, 12.3). The race and the bench pause this long between lanes, untimed.
+SETTLE_SECONDS = 2.0
+
+
+class EngineError(Exception):
+    """Bad request or a model that cannot serve it; the message is meant for the user."""
+
+
+@dataclass
+class Request:
+    prompt: str
+    lane: str = "baseline"
+    draft: str | None = None  # speculative lane: draft name, default the preset's first
+    num_assistant_tokens: int | None = None
+    assistant_confidence_threshold: float | None = None
+    max_new_tokens: int = 128
+    enable_thinking: bool = False
+    do_sample: bool = False  # baseline lane only
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 42
+    chat: bool = True  # apply the chat template
+    messages: list[dict] | None = None  # a whole conversation instead of `prompt` (the agent)
+    stop: list[str] | None = None  # stop strings; the text is cut before the earliest one
+    reply_prefix: str = ""  # chat: the start of the assistant's reply, written for the model to continue
+
+    @property
+    def gamma(self) -> int | None:
+        if self.lane == "baseline" or self.assistant_confidence_threshold:
+            return None
+        return self.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS
+
+
+
+def validate(req: Request, drafts: list[str]) -> Request:
+    """Check a request and fill in its defaults; errors are EngineErrors meant for the user."""
+    if req.messages:
+        req.prompt = req.prompt or req.messages[-1].get("content", "")
+    if not req.prompt or not req.prompt.strip():
+        raise EngineError("the prompt is empty: type something to generate from")
+    if req.lane not in LANES:
+        raise EngineError(f"unknown lane {req.lane!r}; use one of {', '.join(LANES)}")
+    if req.max_new_tokens < 1:
+        raise EngineError("max new tokens must be at least 1")
+    if req.do_sample and req.lane != "baseline":
+        raise EngineError("sampling is allowed on the baseline lane only (OpenVINO GenAI issue 4190: "
+                          "speculative decoding with sampling is unreliable); use greedy")
+    if req.lane == "speculative" and req.draft is None:
+        if not drafts:
+            raise EngineError("this preset has no draft model; use the baseline or prompt-lookup lane")
+        req.draft = drafts[0]
+    if req.lane != "speculative":
+        req.draft = None
+    if req.num_assistant_tokens is not None and req.num_assistant_tokens < 1:
+        raise EngineError("num_assistant_tokens must be at least 1")
+    if req.assistant_confidence_threshold is not None and not 0 < req.assistant_confidence_threshold < 1:
+        raise EngineError("the confidence threshold must lie between 0 and 1")
+    if req.assistant_confidence_threshold and req.lane != "speculative":
+        raise EngineError("the confidence threshold applies to a draft model only")
+    return req
+
+
+def generation_config(req: Request):
+    """The GenAI GenerationConfig for a validated request."""
+    import openvino_genai as g
+
+    cfg = g.GenerationConfig(max_new_tokens=req.max_new_tokens)
+    if req.stop:
+        cfg.stop_strings = set(req.stop)
+    if req.do_sample:
+        cfg.do_sample, cfg.temperature, cfg.top_p, cfg.rng_seed = True, req.temperature, req.top_p, req.seed
+    if req.lane == "speculative":
+        if req.assistant_confidence_threshold:
+            cfg.assistant_confidence_threshold = req.assistant_confidence_threshold
+        else:
+            cfg.num_assistant_tokens = req.gamma
+    elif req.lane == "prompt-lookup":
+        cfg.num_assistant_tokens = req.gamma
+        cfg.max_ngram_size = DEFAULT_MAX_NGRAM
+    return cfg

@@ -1,0 +1,1 @@
+"""The views: the only modules that import gradio (race logic, tabs and the Blocks wiring)."""
