@@ -132,7 +132,7 @@ class Engine:
 
     def start(self, request: Request) -> Run:
         """Validate the request now (errors raise here) and return a Run to iterate."""
-        return Run(self, validate(request, self.drafts))
+        return Run(validate(request, self.drafts), self._drive)
 
     def generate(self, request: Request) -> RunResult:
         """Run to completion and return the result."""

@@ -5,13 +5,10 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Callable, Iterator
 
 from demo.engine.request import Request
 from demo.engine.result import RunResult
-
-if TYPE_CHECKING:
-    from demo.engine.engine import Engine
 
 
 @dataclass
@@ -61,8 +58,8 @@ class _Streamer:
 class Run:
     """A generation in a background thread; iterate for StepEvents, then read `result`."""
 
-    def __init__(self, engine: Engine, request: Request):
-        self.engine, self.request = engine, request
+    def __init__(self, request: Request, drive: Callable[[Run], Iterator[StepEvent]]):
+        self.request, self._drive = request, drive  # drive: the engine's generation loop for this run
         self.cancel_event = threading.Event()
         self.result: RunResult | None = None
         self.prompt_tokens: int | None = None  # set once the prompt is encoded
@@ -73,4 +70,4 @@ class Run:
         self.cancel_event.set()
 
     def __iter__(self) -> Iterator[StepEvent]:
-        return self.engine._drive(self)
+        return self._drive(self)

@@ -153,7 +153,7 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
 
 def prepare_trimmed(spec: ModelSpec, preset_dir: Path, base: Path) -> Path:
     """A draft made from another by trimming its vocabulary head (demo.vocab_trim), redone when the base changes."""
-    from demo import vocab_trim
+    from demo.models import vocab_trim
 
     final = preset_dir / spec.name
     key = {"base": (read_manifest(base) or {}).get("key") or dir_fingerprint(base), "trim": vocab_trim.RECIPE}
