@@ -188,7 +188,6 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     from demo.engine import Engine
     from demo.models.prune.heal import encode_pairs, heal, target_texts
 
-
     # Healing text comes from prompts of its own, so that benchmarks on the code/chat sets stay held out.
     prompts = load_prompts(args.heal_prompts)
     if args.texts > len(prompts):
