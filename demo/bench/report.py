@@ -1,8 +1,15 @@
-"""Plotly HTML report of a benchmark: tokens/s per lane, tokens per step, theory against measured."""
+"""Plotly HTML report of a benchmark: tokens/s per lane, tokens per step, speedup with its 95% CI against
+theory, and acceptance by draft position."""
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+
+
+def _error_bars(lanes: list[dict], value: str, ci: str) -> dict:
+    up = [(lane[ci][1] - lane[value]) if lane.get(ci) and lane[value] is not None else 0 for lane in lanes]
+    down = [(lane[value] - lane[ci][0]) if lane.get(ci) and lane[value] is not None else 0 for lane in lanes]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down}
 
 
 def figure(report: dict):
@@ -10,8 +17,9 @@ def figure(report: dict):
     from plotly.subplots import make_subplots
 
     lanes = report["lanes"]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=(
-        "tokens/s per lane", "tokens per target step (decode steps)", "speedup: theory vs measured"))
+    fig = make_subplots(rows=1, cols=4, subplot_titles=(
+        "tokens/s per lane", "tokens per target step (decode steps)", "speedup (95% CI) vs theory",
+        "acceptance by draft position"))
     fig.add_trace(go.Bar(x=[lane["name"] for lane in lanes], y=[lane["tokens_per_second"] for lane in lanes],
                          text=[f"{lane['speedup']:.2f}x" if lane["speedup"] else "" for lane in lanes],
                          name="tokens/s", showlegend=False), row=1, col=1)
@@ -22,12 +30,27 @@ def figure(report: dict):
         xs = sorted(counts)
         fig.add_trace(go.Bar(x=xs, y=[counts[x] for x in xs], name=lane["name"]), row=1, col=2)
     spec = [lane for lane in lanes if lane["lane"] != "baseline"]
-    fig.add_trace(go.Bar(x=[lane["name"] for lane in spec], y=[lane["theoretical_speedup"] for lane in spec],
+    names = [lane["name"] for lane in spec]
+    fig.add_trace(go.Bar(x=names, y=[lane["theoretical_speedup"] for lane in spec],
                          name="theory E/(g c + 1)"), row=1, col=3)
-    fig.add_trace(go.Bar(x=[lane["name"] for lane in spec], y=[lane["speedup"] for lane in spec],
-                         name="measured"), row=1, col=3)
-    fig.update_layout(title=f"{report['preset']} on {report['device']}, {report['prompts']} prompts, "
-                            f"{report['max_new_tokens']} new tokens, greedy", barmode="group", height=480)
+    fig.add_trace(go.Bar(x=names, y=[lane["speedup"] for lane in spec], name="measured (aggregate tok/s)",
+                         error_y=_error_bars(spec, "speedup", "speedup_ci")), row=1, col=3)
+    fig.add_trace(go.Bar(x=names, y=[lane.get("mean_prompt_speedup") for lane in spec],
+                         name="measured (mean per prompt)",
+                         error_y=_error_bars(spec, "mean_prompt_speedup", "mean_prompt_speedup_ci")), row=1, col=3)
+    for lane in spec:
+        pos = lane.get("per_position_acceptance")
+        if pos:
+            fig.add_trace(go.Scatter(x=list(range(1, len(pos) + 1)), y=pos, mode="lines+markers",
+                                     name=f"{lane['name']} by position"), row=1, col=4)
+    fig.update_xaxes(title_text="draft position k", dtick=1, row=1, col=4)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=4)
+    prompts = report.get("prompt_set") or {}
+    fig.update_layout(title=f"{report['preset']} on {report['device']}, {report['prompts']} prompts "
+                            f"({prompts.get('file', '?')}, {prompts.get('half') or 'no half'}), "
+                            f"{report['max_new_tokens']} new tokens, greedy, baseline "
+                            f"{report.get('settings', {}).get('baseline_backend', '?')}",
+                      barmode="group", height=480)
     return fig
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 from demo.catalog import Prepared
-from demo.engine.request import (DEFAULT_PROPERTIES, LANES, EngineError, Request, generation_config,
-                                 validate)
+from demo.engine.request import (BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND, DEFAULT_PROPERTIES, LANES,
+                                 SCHEDULER, EngineError, Request, generation_config, validate)
 from demo.engine.result import RunResult, summarize
 from demo.engine.stream import IncrementalDecoder, Run, StepEvent, _Streamer
 
@@ -26,8 +26,11 @@ class Engine:
 
     def __init__(self, prepared: Prepared, device: str = "CPU", draft_device: str | None = None,
                  properties: dict | None = None, draft_properties: dict | None = None,
-                 baseline_backend: str = "stateful"):
+                 baseline_backend: str = DEFAULT_BASELINE_BACKEND):
         import openvino_genai
+
+        if baseline_backend not in BASELINE_BACKENDS:
+            raise EngineError(f"unknown baseline backend {baseline_backend!r}; use {' or '.join(BASELINE_BACKENDS)}")
 
         self.ov_genai = openvino_genai
         self.prepared = prepared
@@ -38,6 +41,7 @@ class Engine:
         self.draft_properties = dict(self.properties if draft_properties is None else draft_properties)
         self.baseline_backend = baseline_backend
         self._pipes: dict[tuple, object] = {}
+        self._pipe_settings: dict[str, dict] = {}  # lane -> the backend and scheduler its pipeline was built with
         self._load_errors: dict[tuple, str] = {}
         self._lock = threading.Lock()
         self.target_ms_per_token: float | None = None  # updated by every baseline run
@@ -61,15 +65,21 @@ class Engine:
     def settings(self) -> dict:
         """What the numbers were measured with."""
         return {"device": self.device, "draft_device": self.draft_device, "baseline_backend": self.baseline_backend,
-                "properties": self.properties, "draft_properties": self.draft_properties}
+                "scheduler": _jsonable(SCHEDULER), "properties": self.properties,
+                "draft_properties": self.draft_properties}
+
+    def lane_settings(self, lane: str) -> dict | None:
+        """The backend and scheduler a lane's pipeline was actually built with (None before it is loaded)."""
+        return self._pipe_settings.get(lane)
 
     def describe(self) -> str:
         return f"{self.prepared.preset} on {self.device}" + (
             f" (draft on {self.draft_device})" if self.draft_device != self.device else "")
 
-    def pipeline(self, lane: str, draft: str | None = None):
-        """The pipeline for a lane, loaded once; a load failure is remembered and re-raised clearly."""
-        key = (lane, draft if lane == "speculative" else None)
+    def pipeline(self, lane: str, draft: str | None = None, instance: str | None = None):
+        """The pipeline for a lane (and `instance`, see Request.pipeline_instance), loaded once; a load failure
+        is remembered and re-raised clearly."""
+        key = (lane, draft if lane == "speculative" else None, instance)
         if key in self._load_errors:
             raise EngineError(self._load_errors[key])
         if key not in self._pipes:
@@ -86,18 +96,37 @@ class Engine:
     def _load(self, lane: str, draft: str | None):
         g = self.ov_genai
         target = str(self.prepared.target)
+        if lane not in LANES:
+            raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
+        if lane == "baseline" and self.baseline_backend == "stateful":
+            pipe = g.LLMPipeline(target, self.device, ATTENTION_BACKEND="SDPA", **self.properties)
+            self._pipe_settings[lane] = {"backend": "stateful", "scheduler": None}
+            return pipe
+        # Every other pipeline is paged with one and the same scheduler (request.SCHEDULER), passed explicitly;
+        # except on an NPU, where GenAI has no paged backend and picks its own stateful pipelines.
+        npu = "NPU" in self.device or "NPU" in self.draft_device
+        sched = None if npu else self._scheduler_config()
+        paged = {} if npu else {"scheduler_config": sched}
         if lane == "baseline":
-            backend = "SDPA" if self.baseline_backend == "stateful" else "PA"
-            return g.LLMPipeline(target, self.device, ATTENTION_BACKEND=backend, **self.properties)
-        if lane == "prompt-lookup":
-            return g.LLMPipeline(target, self.device, prompt_lookup=True, **self.properties)
-        if lane == "speculative":
+            pipe = g.LLMPipeline(target, self.device, **paged, **self.properties)
+        elif lane == "prompt-lookup":
+            pipe = g.LLMPipeline(target, self.device, prompt_lookup=True, **paged, **self.properties)
+        else:
             path = self.prepared.drafts.get(draft)
             if path is None:
                 raise EngineError(f"unknown draft {draft!r}; this preset has: {', '.join(self.drafts) or 'none'}")
+            # no scheduler_config here: GenAI gives a draft without one the main model's scheduler
             dm = g.draft_model(str(path), self.draft_device, **self.draft_properties)
-            return g.LLMPipeline(target, self.device, draft_model=dm, **self.properties)
-        raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
+            pipe = g.LLMPipeline(target, self.device, draft_model=dm, **paged, **self.properties)
+        self._pipe_settings[lane] = {"backend": "device default" if npu else "paged",
+                                     "scheduler": None if npu else _jsonable({k: getattr(sched, k) for k in SCHEDULER})}
+        return pipe
+
+    def _scheduler_config(self):
+        cfg = self.ov_genai.SchedulerConfig()
+        for name, value in SCHEDULER.items():
+            setattr(cfg, name, value)
+        return cfg
 
     def warm_up(self, lanes: tuple[str, ...] = ("baseline", "speculative"), log=None) -> None:
         """Load the lanes' pipelines and run a few tokens, so a first visitor sees warm numbers."""
@@ -149,7 +178,7 @@ class Engine:
 
         req = run.request
         with self._lock:
-            pipe = self.pipeline(req.lane, req.draft)
+            pipe = self.pipeline(req.lane, req.draft, req.pipeline_instance)
             ids = self.encode(req)
             run.prompt_tokens = len(ids)
             cfg = generation_config(req)
@@ -198,6 +227,11 @@ class Engine:
                                run.cancel_event.is_set(), self.target_ms_per_token)
         if req.lane == "baseline" and not req.do_sample and run.result.target_ms_per_step:
             self.target_ms_per_token = run.result.target_ms_per_step
+
+
+def _jsonable(scheduler: dict) -> dict:
+    """The scheduler settings as a report shows them: the uncapped batch size as "unlimited"."""
+    return {k: ("unlimited" if k == "max_num_batched_tokens" and v >= 2**63 else v) for k, v in scheduler.items()}
 
 
 def _max_context(target: Path) -> int | None:

@@ -16,6 +16,20 @@ DEFAULT_PROPERTIES = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "
 # lane run straight after the baseline was 8% slower than after a 2 s pause, which left the baseline as it
 # was (docs/performance.md, 12.3). The race and the bench pause this long between lanes, untimed.
 SETTLE_SECONDS = 2.0
+# The baseline is what a user gets from LLMPipeline(target, "CPU") without a draft: the paged-attention
+# (continuous batching) backend, the one every drafted lane runs on too. "stateful" (SDPA) stays selectable
+# for comparison only: it caches no prompt prefixes, so next to a drafted lane it measures the backend too.
+BASELINE_BACKENDS = ("paged", "stateful")
+DEFAULT_BASELINE_BACKEND = "paged"
+# The scheduler of every paged pipeline (baseline, speculative, prompt lookup), passed explicitly so the lanes
+# differ by the draft alone. These are the values GenAI's LLMPipeline picks itself when none is given
+# (utils::get_latency_oriented_scheduler_config in openvino.genai 2026.4; a draft_model() given no scheduler
+# inherits the main model's):
+SCHEDULER = {
+    "enable_prefix_caching": True,  # keep prompt KV blocks between calls: a shared system prompt is read once
+    "cache_size": 0,  # GB; 0 (with num_kv_blocks 0) lets the KV cache grow as needed
+    "max_num_batched_tokens": 2**64 - 1,  # no cap, so a long prompt is read in one step (SIZE_MAX in C++)
+}
 
 
 class EngineError(Exception):
@@ -39,6 +53,9 @@ class Request:
     messages: list[dict] | None = None  # a whole conversation instead of `prompt` (the agent)
     stop: list[str] | None = None  # stop strings; the text is cut before the earliest one
     reply_prefix: str = ""  # chat: the start of the assistant's reply, written for the model to continue
+    # Runs with different instances never share a pipeline, hence never a prefix cache: the bench gives each
+    # drafted lane its own, so that no lane finds the prompt that another lane with the same draft just read.
+    pipeline_instance: str | None = None
 
     @property
     def gamma(self) -> int | None:

@@ -39,6 +39,10 @@ class RunResult:
     step_times: list[float] = field(default_factory=list)
     step_counts: list[int] = field(default_factory=list)
     step_accepted: list[int] = field(default_factory=list)
+    # position k (1..gamma, position 1 first): the share of drafting steps whose k-th draft token was accepted,
+    # and how many steps those shares are over (see position_acceptance); None where it cannot be known
+    per_position_acceptance: list[float] | None = None
+    per_position_steps: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +53,7 @@ def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res,
     """The RunResult of a finished run, from its per-step record and GenAI's perf metrics."""
     n, steps = len(tokens), len(times)
     accepted = drafted = draft_ms = target_step_ms = None
+    per_position = per_position_steps = None
     gamma = alpha = theory = c = None
     ext = getattr(res, "extended_perf_metrics", None)
     raw_main = res.perf_metrics.raw_metrics
@@ -78,6 +83,13 @@ def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res,
         # n-gram lookup in the prompt costs next to nothing next to a model step
         c = 0.0 if req.lane == "prompt-lookup" else metrics.cost_ratio(draft_ms, target_ms_per_token)
         theory = metrics.theoretical_speedup(alpha, gamma or 0, c)
+        # Only a fixed draft length says how many tokens each step drafted. With a confidence threshold the
+        # draft stops early when unsure, and prompt lookup drafts nothing without an n-gram match; GenAI reports
+        # only their total drafted count, so a step with k-1 accepted tokens may have drafted k or k-1 tokens
+        # and the share among steps that drafted at least k is unknowable: None.
+        if req.lane == "speculative" and req.gamma:
+            hits, per_position_steps = position_acceptance(acc, counts, req.gamma, req.max_new_tokens)
+            per_position = [h / per_position_steps for h in hits] if per_position_steps else None
     return RunResult(
         lane=req.lane, draft=req.draft, prompt_tokens=len(ids), tokens=tokens, text=text, steps=steps,
         seconds=seconds,
@@ -90,7 +102,26 @@ def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res,
         gamma=gamma, alpha=alpha, draft_ms_per_token=draft_ms, target_ms_per_step=target_step_ms,
         target_ms_per_token=target_ms_per_token, c=c, theoretical_speedup=theory,
         cancelled=cancelled, sampled=req.do_sample,
-        step_times=times, step_counts=counts, step_accepted=acc)
+        step_times=times, step_counts=counts, step_accepted=acc,
+        per_position_acceptance=per_position, per_position_steps=per_position_steps)
+
+
+def position_acceptance(step_accepted: list[int], step_counts: list[int], gamma: int,
+                        max_new_tokens: int) -> tuple[list[int], int]:
+    """(hits, steps): of `steps` drafting steps, hits[k-1] accepted their k-th draft token, k = 1..gamma.
+    Drafting steps are all but the first (prefill) step, less those near the end that had room for fewer
+    than gamma + 1 more tokens (gamma drafts and the target's own) before max_new_tokens: there the cut, not
+    the target, decides how many drafts survive. One set of steps for every position keeps the shares
+    non-increasing in k, and their sum is the mean number of accepted drafts per step."""
+    hits, steps = [0] * gamma, 0
+    done = step_counts[0] if step_counts else 0
+    for accepted, count in zip(step_accepted[1:], step_counts[1:]):
+        if max_new_tokens - done > gamma:
+            steps += 1
+            for k in range(1, gamma + 1):
+                hits[k - 1] += int(accepted >= k)
+        done += count
+    return hits, steps
 
 
 def _decode_step_ms(raw) -> float | None:

@@ -40,6 +40,20 @@ class IncrementalDecoder:
         return delta
 
 
+def cut_at_stop(text: str, stops: list[str] | None) -> str:
+    """The text before the earliest occurrence of any stop string (empty ones ignored).
+
+    Request.stop also goes to GenAI (GenerationConfig.stop_strings), which ends the generation there, but on
+    whole tokens: a token that holds the stop string in its middle ("Virtual" for "rtu") is kept whole. The
+    front ends (the agent's EngineModel, the /v1 endpoint) cut the text at the stop string itself with this."""
+    cut = len(text)
+    for stop in stops or []:
+        i = text.find(stop)
+        if stop and i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
 class _Streamer:
     """Collects per-step token chunks from the pipeline into a queue and honours cancellation."""
 

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from demo.engine import Engine, EngineError, IncrementalDecoder, Request
+from demo.engine.result import position_acceptance
 from demo.metrics import first_divergence
 
 PROMPT = "Write a function that adds two numbers"
@@ -19,9 +20,37 @@ def baseline(engine):
 @pytest.mark.parametrize("lane,k", [("speculative", 3), ("speculative", 5), ("prompt-lookup", 3)])
 def test_lanes_equal_baseline_token_for_token(engine, baseline, lane, k):
     res = engine.generate(Request(PROMPT, lane=lane, max_new_tokens=40, num_assistant_tokens=k))
+    assert engine.lane_settings("baseline")["backend"] == "paged"  # greedy identity against the paged baseline
     assert len(baseline.tokens) == 40
     assert first_divergence(baseline.tokens, res.tokens) is None
     assert res.text == baseline.text
+
+
+def test_baseline_is_paged_with_the_drafted_lanes_scheduler(engine, baseline):
+    engine.generate(Request(PROMPT, lane="speculative", max_new_tokens=4))
+    base, spec = engine.lane_settings("baseline"), engine.lane_settings("speculative")
+    assert engine.baseline_backend == "paged" and engine.settings()["baseline_backend"] == "paged"
+    assert base == spec and base["backend"] == "paged"
+    assert base["scheduler"]["enable_prefix_caching"] is True and base["scheduler"]["cache_size"] == 0
+
+
+def test_stateful_baseline_stays_selectable(qwen2_pair):
+    eng = Engine(qwen2_pair, baseline_backend="stateful")
+    res = eng.generate(Request(PROMPT, max_new_tokens=6))
+    assert len(res.tokens) == 6 and eng.settings()["baseline_backend"] == "stateful"
+    assert eng.lane_settings("baseline") == {"backend": "stateful", "scheduler": None}
+    with pytest.raises(EngineError, match="unknown baseline backend 'cb'; use paged or stateful"):
+        Engine(qwen2_pair, baseline_backend="cb")
+
+
+@pytest.mark.parametrize("lane", ["baseline", "speculative"])
+def test_a_shared_prefix_is_read_once(engine, lane):
+    """Prefix caching on both sides of the agent's Compare: the second and third tasks after a long shared
+    text start far sooner than the first (the stateful backend reads the whole prompt every time)."""
+    shared = " ".join(f"{lane}-note-{i}" for i in range(600))  # ~3000 tokens no other test sends
+    ttft = [engine.generate(Request(f"{shared}\n\nTask {t}: summarize the notes.", lane=lane,
+                                    max_new_tokens=2)).ttft_ms for t in "ABC"]
+    assert max(ttft[1:]) < ttft[0] / 3, ttft
 
 
 def test_qwen3_pair_equal_baseline(qwen3_pair):
@@ -47,6 +76,54 @@ def test_step_events_add_up(engine, baseline):  # c needs a baseline run in this
     assert res.tokens_per_step == pytest.approx((len(res.tokens) - 1) / (res.steps - 1))
     assert res.draft_ms_per_token > 0 and res.target_ms_per_step > 0
     assert res.c is not None and res.c > 0 and res.theoretical_speedup > 0
+
+
+def test_pipeline_instances_keep_their_prefix_caches_apart(engine):
+    """The bench's lanes with one draft and different k: each reads every prompt itself, as the baseline does."""
+    shared = " ".join(f"instance-note-{i}" for i in range(600))
+
+    def ttft(instance: str) -> float:
+        return engine.generate(Request(f"{shared}\n\nSummarize.", lane="speculative", num_assistant_tokens=2,
+                                       max_new_tokens=2, pipeline_instance=instance)).ttft_ms
+
+    first_a, second_a, first_b = ttft("a"), ttft("a"), ttft("b")
+    assert engine.pipeline("speculative", engine.drafts[0], "a") is not engine.pipeline("speculative",
+                                                                                       engine.drafts[0], "b")
+    assert second_a < first_a / 3 and second_a < first_b / 3, (first_a, second_a, first_b)
+
+
+@pytest.mark.parametrize("k,n", [(4, 40), (3, 17)])
+def test_per_position_acceptance_agrees_with_the_steps(engine, k, n):
+    res = engine.generate(Request(PROMPT, lane="speculative", max_new_tokens=n, num_assistant_tokens=k))
+    share, steps = res.per_position_acceptance, res.per_position_steps
+    assert len(share) == k and 0 < steps < res.steps
+    # recount from the per-step record: the steps after the first that had room for k drafts and one more token
+    done, counted = res.step_counts[0], []
+    for acc, count in zip(res.step_accepted[1:], res.step_counts[1:]):
+        if n - done > k:
+            counted.append(acc)
+        done += count
+    assert steps == len(counted)
+    assert share == pytest.approx([sum(a >= pos for a in counted) / len(counted) for pos in range(1, k + 1)])
+    assert share == sorted(share, reverse=True)  # a k-th accepted draft means the (k-1)-th was accepted too
+    assert sum(share) == pytest.approx(sum(counted) / len(counted))  # the mean accepted drafts per step
+    assert sum(counted) <= sum(res.step_accepted)
+
+
+def test_position_acceptance_leaves_out_steps_the_length_cap_decided():
+    # max 10 tokens: the first step 1, then steps of 4 (3 accepted) and 4 (3 accepted) and 1 token of room
+    assert position_acceptance([0, 3, 3, 0], [1, 4, 4, 1], gamma=3, max_new_tokens=10) == ([2, 2, 2], 2)
+    # max 6: steps of 1, 2 (1 accepted), 1 (none), 2 (1 accepted): the last had room for 2 tokens, not 2 + 1
+    assert position_acceptance([0, 1, 0, 1], [1, 2, 1, 2], gamma=2, max_new_tokens=6) == ([1, 0], 2)
+    assert position_acceptance([0], [1], gamma=2, max_new_tokens=5) == ([0, 0], 0)
+
+
+def test_threshold_and_prompt_lookup_have_no_per_position_figure(engine):
+    conf = engine.generate(Request(PROMPT, lane="speculative", max_new_tokens=12, assistant_confidence_threshold=0.5))
+    look = engine.generate(Request(PROMPT, lane="prompt-lookup", max_new_tokens=12, num_assistant_tokens=3))
+    base = engine.generate(Request(PROMPT, max_new_tokens=4))
+    assert conf.per_position_acceptance is None and look.per_position_acceptance is None
+    assert base.per_position_acceptance is None
 
 
 def test_baseline_events_are_single_tokens(engine, baseline):
