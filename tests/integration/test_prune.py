@@ -111,6 +111,24 @@ def test_healing_lowers_the_loss_and_exports_a_working_draft(model_dir, tmp_path
     assert spec.tokens == base.tokens and spec.drafted > 0
 
 
+def test_int4_asym_export_has_zero_points_and_drafts_correctly(model_dir, tmp_path, qwen2_pair):
+    # the int4 format for healed drafts (issue 13): unsigned 4-bit levels with zero points, not the sym grid
+    # whose rounding ties a fine-tune of GGUF-born weights tips
+    import openvino as ov
+
+    cut = cut_checkpoint(model_dir, tmp_path / "cut", start=3, n=2)
+    preset_dir = tmp_path / "preset"
+    shutil.copytree(qwen2_pair.target.parent / "tokenizer", preset_dir / "tokenizer")
+    out = export(preset_dir, "tiny-pruned-2l-int4-asym", cut, "int4-asym-all")
+    types = {op.get_element_type().get_type_name() for op in ov.Core().read_model(out / "openvino_model.xml").get_ops()
+             if op.get_type_name() == "Constant"}
+    assert "u4" in types and "i4" not in types
+    eng = Engine(Prepared("t", qwen2_pair.target, {"tiny-pruned-2l-int4-asym": out}))
+    base = eng.generate(Request("def add(a, b):", max_new_tokens=16))
+    spec = eng.generate(Request("def add(a, b):", lane="speculative", max_new_tokens=16, num_assistant_tokens=3))
+    assert spec.tokens == base.tokens and spec.drafted > 0
+
+
 def test_kl_healing_moves_the_cut_model_towards_its_teacher(model_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

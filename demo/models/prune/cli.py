@@ -3,8 +3,8 @@
 analyze: angular distances for every block size and start, JSON + plotly heatmap, recommended block
 cut:     remove the block, save a transformers checkpoint
 heal:    fine-tune the cut draft on target-generated text (cached), resumable
-export:  OpenVINO IR (int8, or --weights int4-all) with the preset's shared tokenizer, registered as draft
-         <draft>-pruned-<n>l (with -int4 appended for int4 weights)
+export:  OpenVINO IR (int8, or --weights int4-all / int4-asym-all) with the preset's shared tokenizer,
+         registered as draft <draft>-pruned-<n>l (-int4 or -int4-asym appended for int4 weights)
 run:     all four, each step skipped when its output exists
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ from demo.models.prune import angular
 from demo.models.prune.cut import cut_checkpoint
 from demo.prompt_sets import PROMPTS_DIR, load_prompts
 
+# export: --weights -> the draft name's suffix
+SUFFIX = {"int8": "", "int4-all": "-int4", "int4-asym-all": "-int4-asym"}
 
 
 def log(msg: str) -> None:
@@ -147,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-tokens", type=int, default=192)
     parser.add_argument("--no-heal", action="store_true", help="run: export the cut model without healing")
     # int4 with an int8 head is left out: int4-all was faster at the same acceptance, and both would be "-int4"
-    parser.add_argument("--weights", choices=["int8", "int4-all"], default="int8",
-                        help="export: weight compression (int4-all: int4 vocabulary head too, the fastest draft)")
+    parser.add_argument("--weights", choices=list(SUFFIX), default="int8",
+                        help="export: weight compression (int4-all: int4 vocabulary head too, the fastest draft; "
+                             "int4-asym-all: the same with zero points, the int4 format a healed draft survives)")
     parser.add_argument("--cache-dir")
     args = parser.parse_args(argv)
     if args.preset not in catalog.PRESETS:
@@ -171,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         if cmd in ("export", "run"):
             healed = (ws.healed / "config.json").exists() and not (run and args.no_heal)
             source = ws.healed if healed else ws.cut
-            name = (ws.name if healed else f"{ws.name}-unhealed") + ("" if args.weights == "int8" else "-int4")
-            if healed and args.weights != "int8":
-                log("warning: int4 compression undid the healing in our measurements (docs/performance.md, "
-                    "section 13); the healed draft keeps it in int8")
+            name = (ws.name if healed else f"{ws.name}-unhealed") + SUFFIX[args.weights]
+            if healed and args.weights == "int4-all":
+                log("warning: symmetric int4 undoes the healing (its 5e-5 changes tip the ~12% of GGUF-born weights "
+                    "that sit on rounding ties; issue 13): use --weights int4-asym-all or int8")
             export(ws.preset_dir, name, source, args.weights)
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
