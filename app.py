@@ -1,9 +1,12 @@
-"""Speculative decoding demo: python app.py [--preset NAME] [--host H] [--port P] [--share]."""
+"""Speculative decoding demo: python app.py [--preset NAME] [--host H] [--port P] [--share] [--auth U:P] [--api-key K].
+Serves the UI and, in the same process on the same engine, the OpenAI-compatible /v1 routes (demo/server/)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from demo.engine import BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND
 from demo.models import PrepareError, prepare
 
 
@@ -13,8 +16,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    parser.add_argument("--auth", default=os.environ.get("SPECDEMO_AUTH"),
+                        help="USER:PASSWORD for the page's login, or 'generate' (default $SPECDEMO_AUTH); required "
+                             "with --share or a non-loopback --host")
     parser.add_argument("--device", default="CPU", help="OpenVINO device for the models (CPU, GPU, NPU)")
+    parser.add_argument("--baseline-backend", choices=BASELINE_BACKENDS, default=DEFAULT_BASELINE_BACKEND,
+                        help="the target-alone lane: paged, GenAI's default with the drafted lanes' scheduler and "
+                             "prefix caching (default), or stateful (SDPA, no prefix caching; for comparison)")
+    parser.add_argument("--api-key", default=os.environ.get("SPECDEMO_API_KEY"),
+                        help="key /v1 clients must send (default $SPECDEMO_API_KEY); required with --share or a "
+                             "non-loopback --host")
+    parser.add_argument("--agent-backend", choices=("local", "http"), default=None,
+                        help="the Agent tab's model: the engine here (local, the default) or an OpenAI-compatible "
+                             "endpoint (http: this app's /v1, or --openai-base-url)")
+    parser.add_argument("--openai-base-url", help="endpoint for --agent-backend http, e.g. OVMS's "
+                                                  "http://localhost:8000/v3 (key: $OPENAI_API_KEY)")
+    parser.add_argument("--openai-model", help="model name at --openai-base-url (default: the preset's name)")
     args = parser.parse_args(argv)
+    from demo import limits, server
+
+    problem = limits.auth_problem(args.host, args.share, args.auth) or \
+        server.api_key_problem(args.host, args.share, args.api_key)
+    try:
+        auth = limits.parse_auth(args.auth) if args.auth else None
+    except ValueError as exc:
+        problem = problem or str(exc)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         ready = prepare.prepare_from_args(args)
     except PrepareError as exc:
@@ -23,11 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     from demo.views import blocks as ui
     from demo.engine import Engine
 
-    engine = Engine(ready, device=args.device)
+    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend)
     engine.warm_up(log=lambda msg: print(f"[app] {msg}", file=sys.stderr, flush=True))
     print(f"serving {ready.preset}: target {ready.target}, drafts {', '.join(ready.drafts) or 'none'}",
           file=sys.stderr, flush=True)
-    ui.launch(ui.build(engine), host=args.host, port=args.port, share=args.share)
+    if (args.agent_backend or ("http" if args.openai_base_url else "local")) == "http":
+        from demo.agent import model as agent_model
+
+        own = args.openai_base_url is None
+        agent_model.use_endpoint(args.openai_base_url or server.own_base_url(args.host, args.port),
+                                 args.api_key if own else os.environ.get("OPENAI_API_KEY"),
+                                 args.openai_model or ready.preset, own=own)
+    if args.auth == "generate":
+        print(f"login: user {auth[0]}, password {auth[1]}", file=sys.stderr, flush=True)
+    caps = limits.for_launch(args.host, args.share)
+    ui.launch(ui.build(engine, caps), host=args.host, port=args.port, share=args.share,
+              routes=server.router(engine, api_key=args.api_key).routes, auth=auth, limits=caps)
     return 0
 
 

@@ -71,3 +71,28 @@ def engine(qwen2_pair):
     from demo.engine import Engine
 
     return Engine(qwen2_pair)
+
+
+@pytest.fixture(scope="session")
+def scripted_model():
+    """A factory of smolagents Models that replay fixed replies (then a final_answer), so the real agent,
+    executor and sandbox run model-written code of the test's choosing; the engine is not involved."""
+    from smolagents.models import ChatMessage, ChatMessageStreamDelta, MessageRole, Model, TokenUsage
+
+    class Scripted(Model):
+        def __init__(self, replies):
+            super().__init__(model_id="scripted")
+            self.replies = list(replies)
+
+        def generate(self, messages, stop_sequences=None, **kwargs):
+            text = self.replies.pop(0) if self.replies else '<code>\nfinal_answer("out of script")\n</code>'
+            for stop in stop_sequences or []:
+                text = text.split(stop)[0] if stop else text
+            return ChatMessage(role=MessageRole.ASSISTANT, content=text,
+                               token_usage=TokenUsage(input_tokens=1, output_tokens=1))
+
+        def generate_stream(self, messages, stop_sequences=None, **kwargs):
+            msg = self.generate(messages, stop_sequences)
+            yield ChatMessageStreamDelta(content=msg.content, token_usage=msg.token_usage)
+
+    return Scripted

@@ -1,22 +1,16 @@
-"""A smolagents Model backed by the engine in this process: chat messages in, the engine's greedy reply out."""
+"""smolagents Models for the agent: EngineModel on the engine in this process (the default), or EndpointModel on
+an OpenAI-compatible endpoint (this app's /v1, OpenVINO Model Server, any other) with --agent-backend http."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Iterator
 
-from smolagents.models import ChatMessage, ChatMessageStreamDelta, MessageRole, Model, TokenUsage, get_clean_message_list
+from smolagents.models import (ChatMessage, ChatMessageStreamDelta, MessageRole, Model, OpenAIServerModel, TokenUsage,
+                               get_clean_message_list)
 
 from demo.engine import Engine, Request
-
-
-def cut_at_stop(text: str, stops: list[str] | None) -> str:
-    """Cut the text before the earliest occurrence of any stop sequence."""
-    cut = len(text)
-    for stop in stops or []:
-        i = text.find(stop)
-        if stop and i != -1:
-            cut = min(cut, i)
-    return text[:cut]
+from demo.engine.stream import cut_at_stop  # shared with the /v1 endpoint's replies
 
 
 def is_looping(text: str, repeats: int = 8) -> bool:
@@ -57,6 +51,8 @@ class EngineModel(Model):
         self.generated_tokens = 0
         self.generation_seconds = 0.0
         self.cancel_event = threading.Event()
+        # The "<code>" reply prefix helps only where the task is a deck; a plain question gets room to answer.
+        self.code_prefix = True
 
     @property
     def supports_stop_parameter(self) -> bool:
@@ -71,7 +67,7 @@ class EngineModel(Model):
         lane = "speculative" if self.use_draft and self.engine.drafts else "baseline"
         return Request(prompt="", messages=chat, lane=lane, max_new_tokens=self.max_new_tokens,
                        stop=list(stop_sequences or []), enable_thinking=False,
-                       reply_prefix=code_reply_prefix(stop_sequences))
+                       reply_prefix=code_reply_prefix(stop_sequences) if self.code_prefix else "")
 
     def generate_stream(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
                         **kwargs) -> Iterator[ChatMessageStreamDelta]:
@@ -110,3 +106,61 @@ class EngineModel(Model):
     def _account(self, res) -> None:
         self.generated_tokens += len(res.tokens)
         self.generation_seconds += res.seconds
+
+
+class EndpointModel(OpenAIServerModel):
+    """smolagents' OpenAI client model, greedy, on an OpenAI-compatible endpoint. On this app's own endpoint
+    (`own`) it starts a CodeAgent's reply inside a code block as EngineModel does, through vLLM's
+    continue_final_message and echo fields, and turns the draft off with "draft": "none"; elsewhere (OVMS)
+    it sends only standard fields and the server's own draft settings apply."""
+
+    def __init__(self, model_id: str, api_base: str, api_key: str | None = None, own: bool = False,
+                 use_draft: bool = True, max_new_tokens: int = 768):
+        super().__init__(model_id=model_id, api_base=api_base, api_key=api_key or "unused",
+                         client_kwargs={"timeout": 900.0}, temperature=0, max_tokens=max_new_tokens)
+        self.own, self.use_draft = own, use_draft
+        self.code_prefix = True  # set per task by run_agent, as on EngineModel
+        self.generated_tokens = 0
+        self.generation_seconds = 0.0
+
+    def prefill(self, stop_sequences: list[str] | None) -> str:
+        """The start of the reply, written for the model to continue (own endpoint only)."""
+        return code_reply_prefix(stop_sequences) if self.own and self.code_prefix else ""
+
+    def _prepare_completion_kwargs(self, *args, stop_sequences=None, **kwargs) -> dict:
+        ck = super()._prepare_completion_kwargs(*args, stop_sequences=stop_sequences, **kwargs)
+        extra = {"draft": "none"} if self.own and not self.use_draft else {}
+        prefix = self.prefill(stop_sequences)
+        if prefix:
+            ck["messages"] = [*ck["messages"], {"role": "assistant", "content": prefix}]
+            extra.update(continue_final_message=True, add_generation_prompt=False, echo=True)
+        if extra:
+            ck["extra_body"] = {**ck.get("extra_body", {}), **extra}
+        return ck
+
+    def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
+                 **kwargs) -> ChatMessage:
+        t0 = time.monotonic()
+        msg = super().generate(messages, stop_sequences=stop_sequences, response_format=response_format,
+                               tools_to_call_from=tools_to_call_from, **kwargs)
+        self.generation_seconds += time.monotonic() - t0
+        self.generated_tokens += msg.token_usage.output_tokens if msg.token_usage else 0
+        return msg
+
+
+# Where the agent's model runs: None for the engine in this process, else EndpointModel's settings.
+_endpoint: dict | None = None
+
+
+def use_endpoint(base_url: str | None, api_key: str | None = None, model_id: str = "", own: bool = False) -> None:
+    """Make make_model() build EndpointModels on `base_url` (app.py --agent-backend http); None: the engine."""
+    global _endpoint
+    _endpoint = None if base_url is None else {"api_base": base_url, "api_key": api_key, "model_id": model_id,
+                                               "own": own}
+
+
+def make_model(engine: Engine, use_draft: bool = True) -> Model:
+    """The agent's model for the configured backend."""
+    if _endpoint is None:
+        return EngineModel(engine, use_draft=use_draft)
+    return EndpointModel(use_draft=use_draft, **_endpoint)

@@ -2,7 +2,6 @@
 and yield its trace and result."""
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import threading
@@ -11,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from smolagents import CodeAgent, PythonInterpreterTool, ToolCallingAgent
+from smolagents import CodeAgent, ToolCallingAgent
 from smolagents.models import Model
 
-from demo.agent.model import EngineModel
-from demo.agent.prompts import CODE_INSTRUCTIONS, TOOL_INSTRUCTIONS, prompt_templates
+from demo.agent import deck_shape, sandbox
+from demo.agent.deck_shape import DeckShape
+from demo.agent.model import EngineModel, make_model
+from demo.agent.prompts import instructions, prompt_templates
 from demo.agent.tools import SearchTool
 from demo.engine import Engine, EngineError
 
@@ -23,96 +24,67 @@ AUTHORIZED_IMPORTS = ["pptx", "pptx.*"]
 MAX_STEPS = 6
 AGENT_KINDS = ("code", "tool")  # smolagents CodeAgent or ToolCallingAgent with a python_interpreter tool
 DEFAULT_KIND = "code"
+SHAPE_FROM = ("parser", "model")  # how the request's deck shape is read (demo/agent/deck_shape.py)
+SEARCH_CHARS = 3000  # of the results of a search the request asked for, handed to the model with the task
+# The shape (slides, bullets per slide) is read from the request and checked before the final answer.
 EXAMPLE_TASKS = [
-    "Summarize the key features of the Qwen3 model series and present them in a slide deck",
-    "Make a three-slide deck introducing speculative decoding: the idea, how verification works, and when it pays off",
-    "Create a short slide deck with tips for giving a talk at a technical conference",
+    "Summarize the key features of the Qwen3 model series in a four-slide deck with three bullets per slide",
+    "Make a three-slide deck introducing speculative decoding: the idea, how verification works, and when it pays "
+    "off, two bullets per slide",
+    "Search the web for tips on giving a talk at a technical conference, then make a 3-slide deck with 2 bullets each",
+    "Run this code and report what it prints: print(sum(i * i for i in range(10)))",
 ]
-# ---------------------------------------------------------------- the run folder guard
-
-# The folder of the agent run in progress; a module global rather than a thread-local because smolagents
-# may execute code on a worker thread. Runs are serialised by the app's queue and by _run_lock.
-_run_dir: Path | None = None
-_run_lock = threading.Lock()
-
-
-def _guarded_save(original):
-    def save(self, file):
-        folder = _run_dir
-        if folder is None or not isinstance(file, (str, Path)):
-            return original(self, file)
-        target = (folder / Path(file)).resolve() if not Path(file).is_absolute() else Path(file).resolve()
-        if folder.resolve() not in target.parents:
-            raise PermissionError(f"writing outside the run folder is not allowed: {file}")
-        return original(self, str(target))
-    save.specdemo_guard = True
-    return save
-
-
-def _install_save_guard() -> None:
-    from pptx.presentation import Presentation
-
-    if not getattr(Presentation.save, "specdemo_guard", False):
-        Presentation.save = _guarded_save(Presentation.save)
-
-
-@contextlib.contextmanager
-def run_folder(path: Path):
-    """python-pptx saves from agent code land in `path`; paths outside it are refused."""
-    global _run_dir
-    _install_save_guard()
-    path.mkdir(parents=True, exist_ok=True)
-    with _run_lock:
-        _run_dir = path
-        try:
-            yield path
-        finally:
-            _run_dir = None
-
-
 # ---------------------------------------------------------------- running the agent
 
-PLACEHOLDER_TITLES = ("slide title", "title 1", "title here", "coffee")
+def decks(out_dir: Path) -> list[Path]:
+    """The decks saved in the run folder, newest first."""
+    return sorted(out_dir.rglob("*.pptx"), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def deck_check(out_dir: Path):
-    """A smolagents final-answer check: a deck exists in the run folder and its slides have real titles.
-    A failed check goes back to the model as an error, so it can fix the deck instead of stopping."""
-    def deck_saved_with_real_titles(final_answer, memory, agent=None) -> bool:
+def deck_check(out_dir: Path, shape: DeckShape | None = None):
+    """A smolagents final-answer check: the newest deck in the run folder has the shape the request asked for
+    (any deck with titled, distinct, non-empty slides when `shape` is None). A failed check goes back to the
+    model as the step's error, so it fixes the deck within the step limit instead of stopping."""
+    shape = shape or DeckShape()
+
+    def deck_matches_the_request(final_answer, memory, agent=None) -> bool:
         from demo.agent.slides import slide_texts
 
-        decks = sorted(out_dir.rglob("*.pptx"))
-        if not decks:
+        saved = decks(out_dir)
+        if not saved:
             raise ValueError("no .pptx was saved in the run folder: build the deck, call prs.save('deck.pptx'), "
                              "then final_answer")
-        titles = [t for deck in decks for t, _ in slide_texts(deck)]
-        if not titles or any(not t.strip() for t in titles):
-            raise ValueError("every slide needs a title: set slide.shapes.title.text")
-        copied = [t for t in titles if any(p in t.lower() for p in PLACEHOLDER_TITLES)]
-        if copied:
-            raise ValueError(f"the slide titles {copied} come from the example: write real titles and points "
-                             f"about the task's topic and save again")
+        found = deck_shape.problems(shape, slide_texts(saved[0]))
+        if found:
+            raise ValueError(deck_shape.describe(found))
         return True
-    return deck_saved_with_real_titles
+    return deck_matches_the_request
 
 
 def build_agent(model: Model, max_steps: int = MAX_STEPS, search: bool = True, out_dir: Path | None = None,
-                kind: str = DEFAULT_KIND, short_prompt: bool = True):
+                kind: str = DEFAULT_KIND, short_prompt: bool = True, shape: DeckShape | None = None,
+                stop: threading.Event | None = None, public: bool = False):
+    """A smolagents agent for a task of this shape (None: a deck of any shape); decks are checked in out_dir.
+    Its code runs in a confined process with out_dir as the only writable place (demo/agent/sandbox.py);
+    `agent.sandbox.cleanup()` ends that process."""
     from rich.console import Console
 
     if kind not in AGENT_KINDS:
         raise EngineError(f"unknown agent kind {kind!r}; use one of {', '.join(AGENT_KINDS)}")
     tools = [SearchTool()] if search else []
+    is_deck = shape is None or shape.deck
     # not streamed: the trace shows whole steps, and a reply in a loop is cut (EngineModel.generate)
     common = dict(model=model, max_steps=max_steps, stream_outputs=False, verbosity_level=0,
                   prompt_templates=prompt_templates(kind) if short_prompt else None,
-                  final_answer_checks=[deck_check(out_dir)] if out_dir is not None else [])
+                  final_answer_checks=[deck_check(out_dir, shape)] if out_dir is not None and is_deck else [])
+    executor = sandbox.SandboxExecutor(out_dir, AUTHORIZED_IMPORTS, stop=stop, public=public)
     if kind == "code":
-        agent = CodeAgent(tools=tools, additional_authorized_imports=AUTHORIZED_IMPORTS,
-                          instructions=CODE_INSTRUCTIONS, **common)
-    else:
-        tools.append(PythonInterpreterTool(authorized_imports=AUTHORIZED_IMPORTS))
-        agent = ToolCallingAgent(tools=tools, instructions=TOOL_INSTRUCTIONS, **common)
+        agent = CodeAgent(tools=tools, additional_authorized_imports=AUTHORIZED_IMPORTS, executor=executor,
+                          instructions=instructions(kind, shape), **common)
+    else:  # the python_interpreter tool runs each call in the same sandbox, with empty variables
+        tools.append(sandbox.SandboxedPythonInterpreterTool(executor, AUTHORIZED_IMPORTS))
+        agent = ToolCallingAgent(tools=tools, instructions=instructions(kind, shape), **common)
+    agent.sandbox = executor
     agent.logger.console = Console(file=sys.stderr)  # stdout is the CLI's JSON line
     return agent
 
@@ -135,6 +107,7 @@ class AgentResult:
     tokens_per_second: float | None
     reached_max_steps: bool
     trace: list[TraceItem] = field(default_factory=list)
+    shape: DeckShape | None = None  # what the request asked for
 
     def to_json(self) -> dict:
         return {"final_answer": self.final_answer, "files": self.files, "steps": self.steps,
@@ -173,12 +146,14 @@ def _steps(agent, model: Model, task: str, max_steps: int, stop: threading.Event
            trace: list[TraceItem], state: dict) -> Iterator[TraceItem]:
     from smolagents.memory import ActionStep, FinalAnswerStep
 
+    shown: set[int] = set()
     for step in agent.run(task, stream=True, max_steps=max_steps):
         if stop is not None and stop.is_set():
             if isinstance(model, EngineModel):
                 model.cancel_event.set()
             agent.interrupt()
-        if isinstance(step, ActionStep):
+        if isinstance(step, ActionStep) and id(step) not in shown:  # at the step limit smolagents yields it twice
+            shown.add(id(step))
             state["steps"], state["answered"] = step.step_number, step.is_final_answer
             for item in trace_items(step):
                 trace.append(item)
@@ -187,26 +162,73 @@ def _steps(agent, model: Model, task: str, max_steps: int, stop: threading.Event
             state["final"] = None if step.output is None else str(step.output)
 
 
+def search_note(shape: DeckShape, search_offered: bool, trace: list[TraceItem]) -> str | None:
+    """What the final answer must say when the request asked for a web search that did not happen."""
+    if not shape.search:
+        return None
+    if not search_offered:
+        return "web search is turned off for this run, so this is written from the model's own knowledge"
+    if any("search unavailable" in it.text for it in trace if it.kind in ("observation", "error")):
+        return "web search was unavailable (offline), so this is written from the model's own knowledge"
+    if not any("web_search" in it.text for it in trace if it.kind in ("code", "thought")):
+        return "no web search was made, so this is written from the model's own knowledge"
+    return None
+
+
 def run_agent(engine: Engine, task: str, out_dir: Path, use_draft: bool = True, max_steps: int = MAX_STEPS,
               search: bool = True, model: Model | None = None, stop: threading.Event | None = None,
-              kind: str = DEFAULT_KIND, short_prompt: bool = True) -> Iterator[TraceItem | AgentResult]:
-    """Run the agent, yielding trace items as they happen and an AgentResult last."""
+              kind: str = DEFAULT_KIND, short_prompt: bool = True,
+              shape_from: str = "parser", public: bool = False) -> Iterator[TraceItem | AgentResult]:
+    """Run the agent, yielding trace items as they happen and an AgentResult last. The request's deck shape
+    is read first (by the parser, or by the model with the parser's numbers winning) and checked before the
+    final answer."""
     if not task or not task.strip():
         raise EngineError("the task is empty: describe the deck you want")
-    model = model or EngineModel(engine, use_draft=use_draft)
-    agent = build_agent(model, max_steps=max_steps, search=search, out_dir=out_dir, kind=kind,
-                        short_prompt=short_prompt)
+    if shape_from not in SHAPE_FROM:
+        raise EngineError(f"unknown shape reader {shape_from!r}; use one of {', '.join(SHAPE_FROM)}")
+    refused = sandbox.refusal(public)  # no confinement on a shared or non-loopback app: no agent code at all
+    if refused:
+        raise EngineError(refused)
+    model = model or make_model(engine, use_draft=use_draft)  # the engine here, or an endpoint (--agent-backend)
+    if stop is not None and hasattr(model, "cancel_event"):
+        model.cancel_event = stop  # Stop ends the generation in progress at the next token
     t0, trace = time.monotonic(), []
+    shape = deck_shape.extract(task, model if shape_from == "model" else None)
+    trace.append(TraceItem("shape", f"the request asks for {shape.summary()}", 0))
+    yield trace[-1]
+    if hasattr(model, "code_prefix"):
+        model.code_prefix = shape.deck
+    agent = build_agent(model, max_steps=max_steps, search=search, out_dir=out_dir, kind=kind,
+                        short_prompt=short_prompt, shape=shape, stop=stop, public=public)
+    # the shape stated beside the task: a small model follows it there more often than in the system prompt
+    agent_task = f"{task.strip()}\n\n{shape.requirements()}" if shape.deck else task
+    if shape.deck and shape.search and "web_search" in agent.tools:
+        # the asked search is made before the first step: a small model otherwise goes straight to the deck
+        query = " ".join(shape.topic[:6]) or task.strip()[:200]
+        trace.append(TraceItem("code", f"web_search(query={query!r})", 0))
+        yield trace[-1]
+        found = str(agent.tools["web_search"](query=query))[:SEARCH_CHARS]
+        trace.append(TraceItem("observation", found, 0))
+        yield trace[-1]
+        # results go to the model; a failed search does not (told "offline", the small model leaned on the
+        # example deck's titles in our dev runs): the final answer says it instead (search_note)
+        if "search unavailable" not in found:
+            agent_task += f"\n\nWeb search results for {query!r}:\n{found}\nUse them in the deck."
     state = {"steps": 0, "answered": False, "final": None}
-    with run_folder(out_dir):
-        try:
-            yield from _steps(agent, model, task, max_steps, stop, trace, state)
-        except Exception as exc:  # a generation failure (e.g. the context is full) ends the run, not the app
-            trace.append(TraceItem("error", f"the agent stopped: {exc}", state["steps"]))
-            yield trace[-1]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield from _steps(agent, model, agent_task, max_steps, stop, trace, state)
+    except Exception as exc:  # a generation failure (e.g. the context is full) ends the run, not the app
+        trace.append(TraceItem("error", f"the agent stopped: {exc}", state["steps"]))
+        yield trace[-1]
+    finally:  # also when the caller drops this generator (Stop in the app): no confined process outlives its run
+        agent.sandbox.cleanup()
     final, steps = state["final"], state["steps"]
     reached_max = not state["answered"] and steps >= max_steps
-    files = sorted(str(p) for p in out_dir.rglob("*.pptx"))
+    note = search_note(shape, search, trace)
+    if note and not any(w in (final or "").lower() for w in ("unavailable", "offline", "turned off")):
+        final = f"{final} ({note})" if final else note
+    files = [str(p) for p in decks(out_dir)] if out_dir.exists() else []
     if reached_max:
         trace.append(TraceItem("error", f"reached the limit of {max_steps} steps; showing what was produced", steps))
         yield trace[-1]
@@ -214,6 +236,6 @@ def run_agent(engine: Engine, task: str, out_dir: Path, use_draft: bool = True, 
     tokens = getattr(model, "generated_tokens", 0)
     gen_s = getattr(model, "generation_seconds", 0.0)
     yield AgentResult(final, files, steps, seconds, bool(use_draft and engine.drafts), tokens,
-                      tokens / gen_s if gen_s else None, bool(reached_max), trace)
+                      tokens / gen_s if gen_s else None, bool(reached_max), trace, shape)
 
 

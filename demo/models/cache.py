@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from demo import catalog
@@ -34,6 +35,38 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
+def file_sizes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def damage(folder: Path) -> str | None:
+    """What differs from the file sizes the manifest recorded (a truncated or missing file), or None."""
+    recorded = (read_manifest(folder) or {}).get("files") or {}
+    for name, size in recorded.items():
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size:,} bytes, the manifest says {size:,}"
+    return None
+
+
+def is_cached(folder: Path, key) -> bool:
+    """The folder holds a finished build for this key with its files intact. A damaged one is named and
+    rebuilt; one cached before sizes were recorded gets them recorded now (it matched its key)."""
+    manifest = read_manifest(folder)
+    if not manifest or manifest.get("key") != key:
+        return False
+    problem = damage(folder)
+    if problem:
+        print(f"[prepare] the cached {folder} is damaged ({problem}): rebuilding it", file=sys.stderr, flush=True)
+        return False
+    if "files" not in manifest:
+        (folder / MANIFEST).write_text(json.dumps({**manifest, "files": file_sizes(folder)}, indent=1))
+    return True
+
+
 def check_disk(where: Path, need: int, what: str) -> None:
     where.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(where).free
@@ -44,7 +77,11 @@ def check_disk(where: Path, need: int, what: str) -> None:
 
 
 def replace_atomically(tmp: Path, final: Path) -> None:
-    """Swap a finished folder in; the old one stays in place until the new one is complete."""
+    """Swap a finished folder in; the old one stays in place until the new one is complete. The manifest
+    records every file's size, so a later truncation or deletion is found (damage)."""
+    manifest = read_manifest(tmp)
+    if manifest is not None:
+        (tmp / MANIFEST).write_text(json.dumps({**manifest, "files": file_sizes(tmp)}, indent=1))
     old = final.with_name(f".old-{final.name}-{os.getpid()}")
     if final.exists():
         final.rename(old)

@@ -16,7 +16,7 @@ from pathlib import Path
 from demo import catalog
 from demo.catalog import GGUFSource, ModelSpec, Prepared, Preset
 from demo.models import PrepareError
-from demo.models.cache import (MANIFEST, check_disk, dir_fingerprint, is_ir_folder, read_manifest,
+from demo.models.cache import (MANIFEST, check_disk, dir_fingerprint, is_cached, is_ir_folder, read_manifest,
                                registered_drafts, replace_atomically)
 from demo.models.convert import (assemble_gguf, estimate_work_bytes, export_ir, gguf_to_checkpoint,
                                  install_tokenizer, log, write_tokenizer)
@@ -92,7 +92,7 @@ def shared_tokenizer(preset_dir: Path, spec: ModelSpec, path: Path | None, workd
     out = preset_dir / "tokenizer"
     key = {"source": spec.source.sha256 if isinstance(spec.source, GGUFSource) else dir_fingerprint(path),
            "recipe": RECIPE}
-    if (read_manifest(out) or {}).get("key") == key:
+    if is_cached(out, key):
         return out
     if isinstance(spec.source, GGUFSource):
         gguf = assemble_gguf(spec.source, workdir)
@@ -121,7 +121,7 @@ def prepare_model(spec: ModelSpec, preset_dir: Path, tokenizer: Path | None, wor
         return path  # already OpenVINO IR: used as it is
     final = preset_dir / spec.name
     key = source_key(spec, path)
-    if (read_manifest(final) or {}).get("key") == key:
+    if is_cached(final, key):
         return final
     convert_model(spec, path, final, key, tokenizer, workdir)
     return final
@@ -157,7 +157,7 @@ def prepare_trimmed(spec: ModelSpec, preset_dir: Path, base: Path) -> Path:
 
     final = preset_dir / spec.name
     key = {"base": (read_manifest(base) or {}).get("key") or dir_fingerprint(base), "trim": vocab_trim.RECIPE}
-    if (read_manifest(final) or {}).get("key") == key:
+    if is_cached(final, key):
         return final
     t0 = time.monotonic()
     log(f"{spec.name}: trimming the vocabulary head of {base.name}")

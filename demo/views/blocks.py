@@ -1,10 +1,11 @@
-"""Gradio layout and event wiring. The logic lives in demo.race; nothing here computes a number."""
+"""Gradio layout and event wiring. The logic lives in demo.views.race and the engine; nothing here computes a number."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import gradio as gr
 
+from demo import limits as caps
 from demo.views import agent as agent_view, pruning as prune_view, race
 from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, Engine
 
@@ -26,7 +27,8 @@ class Engines:
 
     def get(self, device: str) -> Engine:
         if device not in self.by_device:
-            self.by_device[device] = Engine(self.first.prepared, device=device)
+            self.by_device[device] = Engine(self.first.prepared, device=device,
+                                            baseline_backend=self.first.baseline_backend)
         return self.by_device[device]
 
 
@@ -44,7 +46,7 @@ def _outputs(lanes, engine, settings, finished: bool):
             race.how_it_works(spec.result))
 
 
-def build(engine: Engine) -> gr.Blocks:
+def build(engine: Engine, limits: caps.Limits = caps.LOCAL) -> gr.Blocks:
     engines = Engines(engine)
     drafts = [*engine.drafts, race.PROMPT_LOOKUP]
     with gr.Blocks(title="Speculative decoding race") as demo:
@@ -71,7 +73,8 @@ def build(engine: Engine) -> gr.Blocks:
                     use_threshold = gr.Checkbox(False, label="draft while confident instead of a fixed γ")
                     threshold = gr.Slider(0.05, 0.95, value=0.4, step=0.05, label="assistant_confidence_threshold")
                 with gr.Row():
-                    max_new = gr.Slider(16, 512, value=128, step=16, label="max new tokens", elem_id="max-new")
+                    max_new = gr.Slider(16, limits.max_new_tokens, value=128, step=16, label="max new tokens",
+                                        elem_id="max-new")
                     thinking = gr.Checkbox(False, label="Qwen3 thinking", visible=engine.prepared.thinking)
                     devices = available_devices()
                     device = gr.Dropdown(devices, value=engine.device if engine.device in devices else devices[0],
@@ -91,7 +94,7 @@ def build(engine: Engine) -> gr.Blocks:
                 how = gr.Markdown(race.how_it_works(None), elem_id="how-it-works")
 
         with gr.Tab("Agent"):
-            agent_view.build(engines.first)
+            agent_view.build(engines.first, limits)
         with gr.Tab("Pruning"):
             prune_view.build(engines.first)
 
@@ -103,8 +106,8 @@ def build(engine: Engine) -> gr.Blocks:
 
         def on_run(text, d, kk, use_t, t, mx, th, dev):
             eng = engines.get(dev)
-            settings = settings_from(d, kk, use_t, t, mx, th)
-            problem = race.validate(eng, text, settings)
+            settings = settings_from(d, kk, use_t, t, min(mx, limits.max_new_tokens), th)
+            problem = caps.text_problem(text, limits) or race.validate(eng, text, settings)
             if problem:
                 yield (gr.update(),) * len(outputs) + (None, f"⚠️ {problem}")
                 return
@@ -134,8 +137,16 @@ def build(engine: Engine) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,
-           prevent_thread_lock: bool = False):
+           prevent_thread_lock: bool = False, routes: list | None = None,
+           auth: tuple[str, str] | None = None, limits: caps.Limits | None = None):
+    """`routes` (e.g. demo.server.router(engine).routes) join Gradio's own FastAPI app before it starts, ahead
+    of Gradio's routes: launch() builds that app, so this is how extra routes share its server and --share."""
     css = (ASSETS / "style.css").read_text() if (ASSETS / "style.css").exists() else None
-    demo.queue(default_concurrency_limit=1)
+    limits = limits or caps.for_launch(host, share)
+    # a public app: a bounded queue ("Queue is full"), Gradio's login, and exception text kept from visitors
+    demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)
     return demo.launch(server_name=host, server_port=port, share=share, css=css,
-                       prevent_thread_lock=prevent_thread_lock, show_error=True)
+                       prevent_thread_lock=prevent_thread_lock, show_error=not limits.public,
+                       auth=auth, auth_message="Log in with the user name and password you were given.",
+                       max_file_size=limits.upload_size,
+                       app_kwargs={"routes": list(routes)} if routes else None)

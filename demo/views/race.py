@@ -83,8 +83,9 @@ def lane_html(lane: Lane, legend: bool = False) -> str:
         r = lane.result
         status = f"{len(r.tokens)} tokens in {r.seconds:.2f} s, {r.tokens_per_second or 0:.2f} tokens/s" + (
             " (stopped)" if r.cancelled else "")
-    key = ('<div class="legend"><span class="acc">accepted draft tokens</span> '
-           '<span class="tgt">tokens the target produced</span></div>') if legend else ""
+    # both panes carry a key line, so their text boxes start at the same height and line up
+    key = ('<div class="legend">' + ('<span class="acc">accepted draft tokens</span> ' if legend else "") +
+           '<span class="tgt">tokens the target produced</span></div>')
     return f'{key}<div class="lane-text">{body}</div><div class="lane-status">{status}</div>'
 
 
@@ -96,8 +97,10 @@ def plot(lanes: list[Lane]):
     for lane in lanes:
         fig.add_trace(go.Scatter(x=[0.0, *lane.times], y=[0, *lane.totals], mode="lines", name=lane.name,
                                  line_shape="hv"))
-    fig.update_layout(xaxis_title="seconds", yaxis_title="tokens generated", height=300,
-                      margin=dict(l=40, r=10, t=30, b=40), legend=dict(orientation="h", y=1.12))
+    # the legend goes under the axis: above the plot it sat on the component's label
+    fig.update_layout(xaxis_title="seconds", yaxis_title="tokens generated", height=340,
+                      margin=dict(l=50, r=10, t=30, b=90),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.3, yanchor="top"))
     return fig
 
 
@@ -114,12 +117,21 @@ def metrics_rows(base: RunResult | None, spec: RunResult | None) -> list[tuple[s
     if spec is not None:
         rows += [
             ("acceptance rate", "", fmt(spec.acceptance_rate and spec.acceptance_rate * 100, ".0f", " %")),
+            ("acceptance by draft position", "", by_position(spec.per_position_acceptance)),
             ("tokens per step", "1", fmt(spec.tokens_per_step, ".2f")),
             ("draft ms / token", "", fmt(spec.draft_ms_per_token, ".1f")),
             ("target ms / step", fmt(base and base.target_ms_per_step, ".1f"), fmt(spec.target_ms_per_step, ".1f")),
             ("c (draft / target token cost)", "", fmt(spec.c, ".2f")),
         ]
     return rows
+
+
+def by_position(shares: list[float | None] | None) -> str:
+    """"1: 96 % · 2: 81 % · 3: 60 %": where a longer draft stops paying (– for a confidence threshold or
+    prompt lookup, which do not say how many tokens each step drafted)."""
+    if not shares:
+        return "–"
+    return " · ".join(f"{k}: {fmt(s and s * 100, '.0f', ' %')}" for k, s in enumerate(shares, 1))
 
 
 def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, settings: Settings) -> str:
@@ -135,9 +147,13 @@ def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, sett
     same = ""
     if base and spec and not spec.cancelled and not base.cancelled:
         div = metrics.first_divergence(base.tokens, spec.tokens)
+        # with a stateful baseline the two lanes also run different attention kernels, the larger cause
+        why = ("the baseline runs on the stateful backend, the drafted lane on the paged one, and their kernels "
+               "round differently" if engine.baseline_backend == "stateful" else
+               "the verification step computes k tokens at once, which on this device is not bit-identical to "
+               "k single-token steps")
         same = ("<div>outputs identical token for token</div>" if div is None else
-                f"<div class='warn'>outputs differ from token {div}: the verification step computes k tokens at "
-                f"once, which on this device is not bit-identical to k single-token steps</div>")
+                f"<div class='warn'>outputs differ from token {div}: {why}</div>")
     return (f'{head}<table><tr><th></th><th>baseline</th><th>{html.escape(lane_name)}</th></tr>{rows}</table>'
             f'{theory}{same}<div class="models">{html.escape(engine.describe())}: target '
             f'{html.escape(engine.prepared.target.name)}, {html.escape(lane_name)}</div>')

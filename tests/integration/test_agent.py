@@ -43,8 +43,10 @@ class ScriptedModel(Model):
     def __init__(self, replies):
         super().__init__(model_id="scripted")
         self.replies = list(replies)
+        self.prompts: list[str] = []  # each call's messages as text, to see what the agent handed back
 
     def generate(self, messages, stop_sequences=None, **kwargs):
+        self.prompts.append(json.dumps([m.dict() if hasattr(m, "dict") else m for m in messages], default=str))
         text = self.replies.pop(0) if self.replies else '<code>\nfinal_answer("out of script")\n</code>'
         return ChatMessage(role=MessageRole.ASSISTANT, content=agent_model.cut_at_stop(text, stop_sequences),
                            token_usage=TokenUsage(input_tokens=1, output_tokens=1))
@@ -73,9 +75,9 @@ final_answer("Saved deck.pptx with 3 slides")
 </code>'''
 
 
-def run_scripted(engine, tmp_path, replies, max_steps=6, kind="code"):
-    items = list(agent.run_agent(engine, "a deck", tmp_path / "run", model=ScriptedModel(replies),
-                                 max_steps=max_steps, search=False, kind=kind))
+def run_scripted(engine, tmp_path, replies, max_steps=6, kind="code", task="a deck", **kwargs):
+    items = list(agent.run_agent(engine, task, tmp_path / "run", model=ScriptedModel(replies),
+                                 max_steps=max_steps, kind=kind, **{"search": False, **kwargs}))
     return items[:-1], items[-1]
 
 
@@ -97,7 +99,8 @@ def test_scripted_agent_builds_a_real_deck_and_refuses_escapes(engine, tmp_path)
     errors = [t.text for t in trace if t.kind == "error"]
     assert any("Import of os is not allowed" in e for e in errors)
     assert any("open" in e and "not" in e.lower() for e in errors)
-    assert sum("writing outside the run folder is not allowed" in e for e in errors) == 2
+    # the sandbox (demo/agent/sandbox.py): the host path does not exist in it, and its root is read-only
+    assert sum("No such file or directory" in e or "Read-only file system" in e for e in errors) == 2
     assert any("division by zero" in e for e in errors)
     assert not evil.exists() and not (tmp_path / "outside.pptx").exists()
     assert result.final_answer == "Saved deck.pptx with 3 slides"
@@ -192,12 +195,17 @@ def test_agent_bench_judges_decks(engine, tmp_path):
     from demo.agent import bench as agent_bench
 
     tasks = agent_bench.load_tasks(agent_bench.DEFAULT_TASKS)
-    assert len(tasks) == 5 and all(t["keywords"] for t in tasks)
+    assert len(tasks) >= 20 and all(t["keywords"] and t["split"] in ("dev", "test") for t in tasks)
     _, result = run_scripted(engine, tmp_path, [DECK])
-    task = {"task": "t", "slides": 3, "keywords": ["verif"]}
+    task = {"task": "t", "slides": 3, "bullets": 2, "keywords": ["verif"]}
     assert agent_bench.judge(task, result.files) == (True, "3 slides")
-    assert agent_bench.judge({**task, "slides": 4}, result.files) == (False, "3 slides, asked for 4")
-    assert agent_bench.judge({**task, "keywords": ["qwen"]}, result.files) == (False, "off topic")
+    # strict: the exact slide count, the asked bullets on every slide, on topic
+    ok, why = agent_bench.judge({**task, "slides": 2}, result.files)
+    assert not ok and "has 3 slides but the task asks for exactly 2" in why
+    ok, why = agent_bench.judge({**task, "bullets": 3}, result.files)
+    assert not ok and "at least 3 bullets, but slide 1 has 2, slide 2 has 2, slide 3 has 2" in why
+    ok, why = agent_bench.judge({**task, "keywords": ["qwen"]}, result.files)
+    assert not ok and "does not mention the task's topic (qwen)" in why
     assert agent_bench.judge(task, []) == (False, "no deck")
 
 
@@ -240,3 +248,106 @@ def test_is_looping():
     assert not agent_model.is_looping(deck)
     loop = "features = [\n" + '    "High throughput and low latency",\n    "High security and privacy",\n' * 8
     assert agent_model.is_looping(loop)
+
+
+# ---------------------------------------------------------------- the deck the request asked for
+
+def deck_reply(slides_: list[tuple[str, list[str]]], answer: str = "Saved deck.pptx") -> str:
+    return ("<code>\nfrom pptx import Presentation\nprs = Presentation()\n"
+            f"for title, bullets in {slides_!r}:\n"
+            "    slide = prs.slides.add_slide(prs.slide_layouts[1])\n"
+            "    slide.shapes.title.text = title\n"
+            "    body = slide.placeholders[1].text_frame\n"
+            "    body.text = bullets[0]\n"
+            "    for b in bullets[1:]:\n"
+            "        body.add_paragraph().text = b\n"
+            f"prs.save('deck.pptx')\nfinal_answer({answer!r})\n</code>")
+
+
+TWO = [("Speculative decoding", ["A draft proposes", "The target verifies"]),
+       ("When it pays off", ["High acceptance", "Cheap draft"])]
+THREE = [*TWO[:1], ("Verification", ["One pass over k tokens", "Keep the agreeing prefix"]), TWO[1]]
+SHAPED_TASK = "Make a three-slide deck introducing speculative decoding with two bullets per slide"
+
+
+def test_shape_check_hands_the_differences_back_until_the_deck_matches(engine, tmp_path):
+    same_titles = [THREE[0], THREE[1], (THREE[1][0], ["Cheap draft", "High acceptance"])]
+    thin = [THREE[0], THREE[1], (THREE[2][0], ["High acceptance"])]
+    replies = [deck_reply(TWO), deck_reply(same_titles), deck_reply(thin), deck_reply(THREE, "Done: 3 slides")]
+    items = list(agent.run_agent(engine, SHAPED_TASK, tmp_path / "run", model=(model := ScriptedModel(replies)),
+                                 search=False))
+    trace, result = items[:-1], items[-1]
+    assert trace[0].kind == "shape" and "3 slides; at least 2 bullets each" in trace[0].text
+    errors = [t.text for t in trace if t.kind == "error"]
+    assert len(errors) == 3
+    assert "the deck has 2 slides but the task asks for exactly 3" in errors[0]
+    assert "slides 2 and 3 have the same title 'Verification'" in errors[1]
+    assert "every slide needs at least 2 bullets, but slide 3 has 1" in errors[2]
+    # each failure is what the model reads before its next step
+    assert "The deck needs exactly 3 slides" in model.prompts[0]
+    assert "asks for exactly 3" in model.prompts[1] and "same title" in model.prompts[2]
+    assert result.final_answer == "Done: 3 slides" and result.steps == 4 and not result.reached_max_steps
+    assert [t for t, _ in slides.slide_texts(Path(result.files[0]))] == [t for t, _ in THREE]
+    assert (result.shape.slides, result.shape.bullets) == (3, 2)
+
+
+def test_shape_check_within_the_step_limit(engine, tmp_path):
+    trace, result = run_scripted(engine, tmp_path, [deck_reply(TWO)] * 3, max_steps=2, task=SHAPED_TASK)
+    assert result.reached_max_steps and result.files  # the last deck is still shown
+    assert sum("asks for exactly 3" in t.text for t in trace if t.kind == "error") == 2
+
+
+def test_the_model_reads_the_shape_when_asked(engine, tmp_path):
+    task = "Make a short deck about speculative decoding"
+    reading = '{"deck": true, "slides": 2, "bullets": 2, "search": false, "topic": ["speculative decoding"]}'
+    trace, result = run_scripted(engine, tmp_path, [reading, deck_reply(THREE), deck_reply(TWO)], task=task,
+                                 shape_from="model")
+    assert "a deck (parser+model): 2 slides; at least 2 bullets each" in trace[0].text
+    assert any("has 3 slides but the task asks for exactly 2" in t.text for t in trace if t.kind == "error")
+    assert len(slides.slide_texts(Path(result.files[0]))) == 2 and result.steps == 2
+    # an unusable reading leaves the parser's: any number of slides
+    trace, result = run_scripted(engine, tmp_path / "b", ["I am not sure.", deck_reply(THREE)], task=task,
+                                 shape_from="model")
+    assert "a deck (parser): any number of slides" in trace[0].text and result.steps == 1
+    with pytest.raises(EngineError, match="unknown shape reader"):
+        run_scripted(engine, tmp_path, [], task=task, shape_from="guess")
+
+
+def test_a_task_that_is_not_a_deck_gets_a_plain_answer(engine, tmp_path):
+    task = "Run this code and report what it prints: print(6 * 7)"
+    replies = ["Thought: run it.\n<code>\nprint(6 * 7)\n</code>", '<code>\nfinal_answer("It prints 42.")\n</code>']
+    items = list(agent.run_agent(engine, task, tmp_path / "run", model=(model := ScriptedModel(replies)),
+                                 search=False))
+    trace, result = items[:-1], items[-1]
+    assert trace[0].text == "the request asks for not a deck: a plain answer"
+    assert result.final_answer == "It prints 42." and result.files == [] and result.steps == 2
+    assert not any(t.kind == "error" for t in trace)
+    assert any(t.kind == "observation" and "42" in t.text for t in trace)
+    assert "python-pptx" not in model.prompts[0] and "It prints 10." in model.prompts[0]
+
+
+def test_reply_prefix_only_where_the_task_is_a_deck(engine, tmp_path):
+    model = agent_model.EngineModel(engine, max_new_tokens=8)
+    list(agent.run_agent(engine, "What is 6 * 7?", tmp_path / "a", model=model, max_steps=1, search=False))
+    assert model.code_prefix is False
+    msg = model.generate([ChatMessage(role=MessageRole.USER, content="Print hello")], stop_sequences=["</code>"])
+    assert not msg.content.startswith("<code>")
+    list(agent.run_agent(engine, SHAPED_TASK, tmp_path / "b", model=model, max_steps=1, search=False))
+    assert model.code_prefix is True
+
+
+def test_a_search_that_did_not_happen_is_said_in_the_answer(engine, tmp_path):
+    task = "Search the web for facts about speculative decoding, then make a two-slide deck with 2 bullets each"
+    _, result = run_scripted(engine, tmp_path / "off", [deck_reply(TWO, "Saved the deck")], task=task)
+    assert result.final_answer == ("Saved the deck (web search is turned off for this run, so this is written from "
+                                   "the model's own knowledge)")
+    # offered, the asked search is made before the first step and its outcome handed to the model
+    items = list(agent.run_agent(engine, task, tmp_path / "on", search=True,
+                                 model=(model := ScriptedModel([deck_reply(TWO, "Saved the deck")]))))
+    trace, result = items[:-1], items[-1]
+    assert trace[1].kind == "code" and trace[1].text == "web_search(query='speculative decoding')"
+    assert trace[2].kind == "observation" and trace[2].step == 0
+    offline = "search unavailable" in trace[2].text  # a machine with network gets results
+    assert ("unavailable (offline)" in result.final_answer) == offline
+    assert ("Web search results for" in model.prompts[0]) != offline
+    assert len(slides.slide_texts(Path(result.files[0]))) == 2 and result.steps == 1

@@ -66,6 +66,17 @@ def test_summary_reports_speedup_theory_identity(engine, finished):
     assert engine.device in html and "qwen2-draft" in html
 
 
+def test_summary_shows_acceptance_by_draft_position(engine, finished):
+    settings, states, _, _ = finished
+    base, spec = states[-1][0]
+    shares = spec.result.per_position_acceptance
+    assert len(shares) == settings.num_assistant_tokens == 4
+    row = {label: value for label, _, value in race.metrics_rows(base.result, spec.result)}
+    assert row["acceptance by draft position"] == " · ".join(f"{k}: {s * 100:.0f} %" for k, s in enumerate(shares, 1))
+    assert "acceptance by draft position" in race.summary(base.result, spec.result, engine, settings)
+    assert race.by_position(None) == "–"  # a confidence threshold does not say how many tokens a step drafted
+
+
 def test_replay_starts_both_lanes_at_zero_and_ends_complete(finished):
     settings, states, _, _ = finished
     rec = race.RaceRecord(PROMPT, settings, states[-1][0])
