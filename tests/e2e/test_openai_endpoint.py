@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,19 +17,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "test-key-123"
 HELLO = [{"role": "user", "content": "Write a function that adds two numbers"}]
 PLEASE_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False, "echo": True}
 
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(cmd: list[str], ready_url: str, log: Path, headers: dict | None = None, timeout: float = 180):

@@ -19,21 +19,13 @@ import pytest
 
 from demo import limits as caps
 from demo.agent import sandbox
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "booth", "s3cret-pass"
 PROMPT = "Write a function that adds two numbers"
 LONG = "x" * 50_000
 
-
-def free_port() -> int:
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_up(url: str, proc: subprocess.Popen | None, log: Path | None, seconds: float = 180) -> None:
