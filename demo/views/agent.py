@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import queue
 import tempfile
 import threading
 import time
@@ -39,6 +40,11 @@ def result_md(res: agent.AgentResult) -> str:
     if res.shape is not None and res.shape.deck and res.files:
         lines.append(deck_shape.verdict(res.shape, slides.slide_texts(Path(res.files[0]))))
     return "\n\n".join(lines)
+
+
+def stopped_md(res: agent.AgentResult | None) -> str:
+    """After Stop: the result so far, or only that, when the run was still reading its prompt."""
+    return "⏹ stopped" + (f"\n\n{result_md(res)}" if res is not None else "")
 
 
 def new_run_dir() -> Path:
@@ -84,12 +90,36 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
         if problem:
             raise EngineError(problem)
         out_dir = new_run_dir()
-        items, result = [], None
         model = make_model(draft_on) if make_model else None
-        for item in agent.run_agent(engine, text, out_dir, use_draft=draft_on,
-                                    max_steps=min(int(max_steps), limits.agent_steps), search=allow_search,
-                                    stop=stop_event, kind=agent_kind or agent.DEFAULT_KIND, model=model,
-                                    public=limits.public):
+        feed: queue.Queue = queue.Queue()
+
+        def drive():  # its own thread, so Stop answers at once even while the model reads a long prompt
+            try:
+                for item in agent.run_agent(engine, text, out_dir, use_draft=draft_on,
+                                            max_steps=min(int(max_steps), limits.agent_steps), search=allow_search,
+                                            stop=stop_event, kind=agent_kind or agent.DEFAULT_KIND, model=model,
+                                            public=limits.public):
+                    feed.put(item)
+            except Exception as exc:  # EngineError: shown by the caller
+                feed.put(exc)
+            finally:
+                feed.put(None)
+
+        threading.Thread(target=drive, name="agent-run", daemon=True).start()
+        items, result = [], None
+        while True:
+            try:
+                item = feed.get(timeout=0.1)
+            except queue.Empty:
+                # Stop killed the confined process and cancelled generation; a prefill in progress cannot be
+                # interrupted (GenAI), so the run finishes it in the background, holding the engine's lock
+                if stop_event.is_set():
+                    break
+                continue
+            if item is None:
+                break
+            if isinstance(item, Exception):
+                raise item
             if isinstance(item, agent.TraceItem):
                 items.append(item)
                 yield items, None
@@ -110,7 +140,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
             for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
                 yield trace_html(items), "running…", None, [], ""
             if stop_event.is_set():  # no slide rendering (seconds of LibreOffice) after Stop; the file is offered
-                yield trace_html(items), "⏹ stopped\n\n" + result_md(result), (result.files or [None])[0], [], ""
+                yield trace_html(items), stopped_md(result), (result.files or [None])[0] if result else None, [], ""
                 return
             f, pngs, how = preview(result)
             yield trace_html(items), result_md(result), f, pngs, how
@@ -131,7 +161,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
                     yield trace_html(items), f"running {'with' if draft_on else 'without'} the draft…", None, [], ""
                 results.append(result)
                 if stop_event.is_set():
-                    yield trace_html(items), "⏹ stopped\n\n" + result_md(result), None, [], ""
+                    yield trace_html(items), stopped_md(result), None, [], ""
                     return
             plain, fast = results
             ratio = plain.seconds / fast.seconds if fast.seconds else None
