@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-backend", choices=BASELINE_BACKENDS, default=DEFAULT_BASELINE_BACKEND,
                         help="the target-alone lane: paged, GenAI's default with the drafted lanes' scheduler and "
                              "prefix caching (default), or stateful (SDPA, no prefix caching; for comparison)")
+    parser.add_argument("--exact", action="store_true",
+                        help="bit-identical lanes: the target without dynamic activation quantization, whose "
+                             "one-token steps round differently from drafted steps (CPU; ~17%% slower both sides)")
     parser.add_argument("--api-key", default=os.environ.get("SPECDEMO_API_KEY"),
                         help="key /v1 clients must send (default $SPECDEMO_API_KEY); required with --share or a "
                              "non-loopback --host")
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.views import blocks as ui
     from demo.engine import Engine
 
-    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend)
+    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, exact=args.exact)
     engine.warm_up(log=lambda msg: print(f"[app] {msg}", file=sys.stderr, flush=True))
     print(f"serving {ready.preset}: target {ready.target}, drafts {', '.join(ready.drafts) or 'none'}",
           file=sys.stderr, flush=True)

@@ -40,11 +40,21 @@ class GGUFSource:
 
 
 @dataclass(frozen=True)
+class DeltaSource:
+    """A pruned, healed draft shipped as a small delta: the checkpoint of the preset's draft `base`, cut and
+    merged with the LoRA adapter in `folder` (relative to the repository, e.g. assets/drafts/<name>/). The
+    folder's recipe.json gives the cut and the adapter's SHA-256 (demo/models/prune/delta.py)."""
+
+    base: str
+    folder: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """One model of a preset. `source` is a hub id, a local folder or a GGUFSource."""
+    """One model of a preset. `source` is a hub id, a local folder, a GGUFSource or a DeltaSource."""
 
     name: str
-    source: str | GGUFSource
+    source: str | GGUFSource | DeltaSource
     weight_format: str = "int8"  # used only when the source needs conversion
     trim_head_of: str | None = None  # made from this other draft of the preset by trimming its vocabulary head
 

@@ -296,7 +296,8 @@ def table(report: dict) -> str:
     settings, prompts = report.get("settings", {}), report.get("prompt_set") or {}
     half = f", {prompts['half']} half" if prompts.get("half") in ("dev", "test") else (
         ", smoke set" if prompts.get("half") == "smoke" else "")
-    rows.append(f"baseline: the {settings.get('baseline_backend', '?')} backend; {report['prompts']} prompts from "
+    exact = " (exact: no dynamic activation quantization on the target)" if settings.get("exact") else ""
+    rows.append(f"baseline: the {settings.get('baseline_backend', '?')} backend{exact}; {report['prompts']} prompts from "
                 f"{prompts.get('file', '?')}{half}, {report['repeats']} repeat(s), {report['max_new_tokens']} new "
                 f"tokens; speedup = aggregate tok/s ratio, mean speedup = mean of per-prompt ratios, 95% CIs by "
                 f"bootstrap over prompts")

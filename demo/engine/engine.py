@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 from demo.catalog import Prepared
-from demo.engine.request import (BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND, DEFAULT_PROPERTIES, LANES,
-                                 SCHEDULER, EngineError, Request, generation_config, validate)
+from demo.engine.request import (BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND, DEFAULT_PROPERTIES,
+                                 EXACT_PROPERTIES, LANES, SCHEDULER, EngineError, Request, generation_config,
+                                 validate)
 from demo.engine.result import RunResult, summarize
 from demo.engine.stream import IncrementalDecoder, Run, StepEvent, _Streamer
 
@@ -26,7 +27,7 @@ class Engine:
 
     def __init__(self, prepared: Prepared, device: str = "CPU", draft_device: str | None = None,
                  properties: dict | None = None, draft_properties: dict | None = None,
-                 baseline_backend: str = DEFAULT_BASELINE_BACKEND):
+                 baseline_backend: str = DEFAULT_BASELINE_BACKEND, exact: bool = False):
         import openvino_genai
 
         if baseline_backend not in BASELINE_BACKENDS:
@@ -36,9 +37,13 @@ class Engine:
         self.prepared = prepared
         self.device = device
         self.draft_device = draft_device or device
-        base = DEFAULT_PROPERTIES if device == "CPU" else {}
+        cpu = device == "CPU"
+        base = (EXACT_PROPERTIES if exact else DEFAULT_PROPERTIES) if cpu else {}
         self.properties = dict(base if properties is None else properties)
-        self.draft_properties = dict(self.properties if draft_properties is None else draft_properties)
+        if draft_properties is None:  # exact: the draft keeps the fast default (see EXACT_PROPERTIES)
+            draft_properties = DEFAULT_PROPERTIES if exact and cpu and properties is None else self.properties
+        self.draft_properties = dict(draft_properties)
+        self.exact = exact
         self.baseline_backend = baseline_backend
         self._pipes: dict[tuple, object] = {}
         self._pipe_settings: dict[str, dict] = {}  # lane -> the backend and scheduler its pipeline was built with
@@ -65,7 +70,7 @@ class Engine:
     def settings(self) -> dict:
         """What the numbers were measured with."""
         return {"device": self.device, "draft_device": self.draft_device, "baseline_backend": self.baseline_backend,
-                "scheduler": _jsonable(SCHEDULER), "properties": self.properties,
+                "scheduler": _jsonable(SCHEDULER), "exact": self.exact, "properties": self.properties,
                 "draft_properties": self.draft_properties}
 
     def lane_settings(self, lane: str) -> dict | None:

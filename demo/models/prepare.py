@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from demo import catalog
-from demo.catalog import GGUFSource, ModelSpec, Prepared, Preset
+from demo.catalog import DeltaSource, GGUFSource, ModelSpec, Prepared, Preset
 from demo.models import PrepareError
 from demo.models.cache import (MANIFEST, check_disk, dir_fingerprint, is_cached, is_ir_folder, read_manifest,
                                registered_drafts, replace_atomically)
@@ -131,7 +131,9 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
     """Everything the engine needs for a preset, from cache when possible."""
     root = catalog.cache_root(cache_dir)
     preset_dir = root / preset.name
-    specs = (preset.target, *(d for d in preset.drafts if not d.trim_head_of))
+    # made from another draft after it: a trimmed head (from its IR), a shipped delta (from its checkpoint)
+    deltas = [d for d in preset.drafts if isinstance(d.source, DeltaSource) and not d.trim_head_of]
+    specs = (preset.target, *(d for d in preset.drafts if not d.trim_head_of and d not in deltas))
     paths = {}
     for spec in specs:
         paths[spec.name] = None if isinstance(spec.source, GGUFSource) else resolve_local_or_hub(str(spec.source))
@@ -140,15 +142,56 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
         workdir = Path(work)
         needs_convert = [s for s in specs if paths[s.name] is None or not is_ir_folder(paths[s.name])]
         tokenizer = None
-        if needs_convert:
+        if needs_convert or deltas:
             tokenizer = shared_tokenizer(preset_dir, preset.target, paths[preset.target.name], workdir)
         out = {s.name: prepare_model(s, preset_dir, tokenizer, workdir, paths[s.name]) for s in specs}
+        for d in deltas:
+            out[d.name] = prepare_delta(d, preset, preset_dir, tokenizer, workdir, paths)
     for d in preset.drafts:
         if d.trim_head_of:
             out[d.name] = prepare_trimmed(d, preset_dir, out[d.trim_head_of])
     drafts = {d.name: out[d.name] for d in preset.drafts}
     drafts.update(registered_drafts(preset_dir))
     return Prepared(preset.name, out[preset.target.name], drafts, thinking=preset.thinking)
+
+
+def prepare_delta(spec: ModelSpec, preset: Preset, preset_dir: Path, tokenizer: Path, workdir: Path,
+                  paths: dict) -> Path:
+    """A pruned draft from its base draft's checkpoint and a shipped LoRA delta (demo.models.prune.delta),
+    rebuilt when the base, the adapter or the weight format changes. The adapter's SHA-256 is checked on every
+    run (a few MB), so a damaged checkout is named even when the IR is cached."""
+    from demo.models.prune import delta
+
+    src = spec.source
+    base = next((d for d in preset.drafts if d.name == src.base and d.name in paths), None)
+    if base is None:
+        raise PrepareError(f"{spec.name}: its base {src.base!r} is not a converted draft of preset {preset.name}")
+    recipe = delta.load_recipe(src.folder)
+    delta.check_base(recipe, base.source.sha256 if isinstance(base.source, GGUFSource) else None)
+    final = preset_dir / spec.name
+    key = {**source_key(base, paths[base.name]), "weight_format": spec.weight_format,
+           "delta": recipe["adapter_sha256"], "cut": recipe["cut"]}
+    if is_cached(final, key):
+        return final
+    cut = recipe["cut"]
+    log(f"{spec.name}: {base.name} without layers {cut['start']}..{cut['start'] + cut['n'] - 1}, LoRA delta merged")
+    if isinstance(base.source, GGUFSource):
+        hf = workdir / f"hf-{base.name}"  # already there when the base draft was converted in this run
+        if not (hf / "config.json").exists():
+            gguf_to_checkpoint(base.source, workdir, hf)
+    elif is_ir_folder(paths[base.name]):
+        raise PrepareError(f"{spec.name}: its base {base.name} is an OpenVINO IR; the delta needs its checkpoint")
+    else:
+        hf = paths[base.name]
+    try:
+        merged = delta.apply(hf, src.folder, workdir / f"hf-{spec.name}")
+    except PrepareError:
+        raise
+    except Exception as exc:  # an unreadable adapter or checkpoint
+        raise PrepareError(f"applying the delta {src.folder} to {base.name} failed "
+                           f"({type(exc).__name__}: {exc})") from exc
+    convert_model(ModelSpec(spec.name, str(merged), spec.weight_format), merged, final, key, tokenizer, workdir)
+    return final
 
 
 def prepare_trimmed(spec: ModelSpec, preset_dir: Path, base: Path) -> Path:

@@ -96,7 +96,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL) -> gr.Blocks:
         with gr.Tab("Agent"):
             agent_view.build(engines.first, limits)
         with gr.Tab("Pruning"):
-            prune_view.build(engines.first)
+            prune_view.build(engines.first, limits)
 
         outputs = [base_out, spec_out, tps_plot, metrics_out, how]
 

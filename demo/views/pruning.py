@@ -6,6 +6,7 @@ import json
 import gradio as gr
 
 from demo import catalog
+from demo import limits as caps
 from demo.engine import Engine, EngineError, Request
 
 PROMPT = "Write a Python function that returns the n-th Fibonacci number using memoization."
@@ -23,8 +24,11 @@ def analyses(engine: Engine) -> list[dict]:
     return out
 
 
-def compare_rows(engine: Engine, prompt: str, max_new_tokens: int = 96) -> str:
+def compare_rows(engine: Engine, prompt: str, max_new_tokens: int = 96, limits: caps.Limits = caps.LOCAL) -> str:
     """Baseline and every draft on one prompt: the numbers that decide whether pruning pays."""
+    problem = caps.text_problem(prompt, limits)
+    if problem:
+        return f"⚠️ {problem}"
     try:
         base = engine.generate(Request(prompt, max_new_tokens=max_new_tokens))
     except EngineError as exc:
@@ -43,7 +47,7 @@ def compare_rows(engine: Engine, prompt: str, max_new_tokens: int = 96) -> str:
     return "\n".join(rows)
 
 
-def build(engine: Engine) -> None:
+def build(engine: Engine, limits: caps.Limits = caps.LOCAL) -> None:
     from demo.models.prune.cli import heatmap
 
     found = analyses(engine)
@@ -58,11 +62,14 @@ def build(engine: Engine) -> None:
         if h and h.get("agreement_before") is not None:
             kind = {"draft": "the uncut draft", "target": "the target"}.get(h.get("teacher_kind"))
             teacher = f"KL towards {kind or h['teacher']}" if h.get("teacher") else "target text only"
+            lora = h.get("lora")  # a LoRA heal ships as a delta of adapter_bytes
+            if lora:
+                teacher += f", LoRA rank {lora['rank']}, a {lora['adapter_bytes'] / 2**20:.1f} MiB delta"
             gr.Markdown(f"Healed ({h['steps']} steps, {teacher}): greedy agreement with the target's held-out answers "
                         f"{h['agreement_before']:.3f} → {h['agreement_after']:.3f} (what the acceptance rate measures).")
         gr.Plot(heatmap(a), elem_id=f"prune-heatmap-{a['draft']}")
     prompt = gr.Textbox(PROMPT, label="Prompt for the draft comparison")
     go = gr.Button("Compare all drafts on this prompt", elem_id="prune-compare")
     table = gr.Markdown(elem_id="prune-table")
-    go.click(lambda p: compare_rows(engine, p), [prompt], [table], concurrency_id="models", concurrency_limit=1,
+    go.click(lambda p: compare_rows(engine, p, limits=limits), [prompt], [table], concurrency_id="models", concurrency_limit=1,
              api_name="prune_compare")

@@ -150,8 +150,9 @@ def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, sett
         # with a stateful baseline the two lanes also run different attention kernels, the larger cause
         why = ("the baseline runs on the stateful backend, the drafted lane on the paged one, and their kernels "
                "round differently" if engine.baseline_backend == "stateful" else
-               "the verification step computes k tokens at once, which on this device is not bit-identical to "
-               "k single-token steps")
+               "the target's drafted steps check several tokens at once, which this device rounds differently "
+               "from one-token steps; near a tie that picks another token" +
+               ("" if engine.exact else " (start the app with --exact for bit-identical lanes, ~17% slower)"))
         same = ("<div>outputs identical token for token</div>" if div is None else
                 f"<div class='warn'>outputs differ from token {div}: {why}</div>")
     return (f'{head}<table><tr><th></th><th>baseline</th><th>{html.escape(lane_name)}</th></tr>{rows}</table>'

@@ -43,6 +43,22 @@ def test_stateful_baseline_stays_selectable(qwen2_pair):
         Engine(qwen2_pair, baseline_backend="cb")
 
 
+def test_exact_turns_dynamic_quantization_off_on_the_target_only(qwen2_pair, engine):
+    """--exact: the target's compile properties switch dynamic activation quantization off (the one-token vs
+    multi-token rounding difference); the draft keeps the fast default; the lanes still give the same tokens."""
+    assert "DYNAMIC_QUANTIZATION_GROUP_SIZE" not in engine.properties and engine.settings()["exact"] is False
+    assert engine.draft_properties == engine.properties
+    eng = Engine(qwen2_pair, exact=True)
+    assert eng.properties["DYNAMIC_QUANTIZATION_GROUP_SIZE"] == "0" and eng.settings()["exact"] is True
+    assert eng.draft_properties == engine.properties  # the default, DQ on
+    base = eng.generate(Request(PROMPT, max_new_tokens=20))
+    spec = eng.generate(Request(PROMPT, lane="speculative", max_new_tokens=20))
+    assert spec.tokens == base.tokens and spec.drafted > 0
+    # explicit properties win over exact
+    assert Engine(qwen2_pair, exact=True, properties={"KV_CACHE_PRECISION": "f32"}).properties == \
+        {"KV_CACHE_PRECISION": "f32"}
+
+
 @pytest.mark.parametrize("lane", ["baseline", "speculative"])
 def test_a_shared_prefix_is_read_once(engine, lane):
     """Prefix caching on both sides of the agent's Compare: the second and third tasks after a long shared

@@ -209,3 +209,7 @@ def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_p
     rows = table.splitlines()
     assert rows[2].startswith("| baseline |") and len(rows) == 3 + len(engine.drafts)
     assert all(row.endswith("| yes |") for row in rows[3:])  # greedy: every draft gives the baseline's tokens
+    # a public link's cap: a 50,000-character paste gets a message, not a run
+    from demo import limits
+    refused = prune_view.compare_rows(engine, "x" * 50_000, limits=limits.PUBLIC)
+    assert "50,000 characters" in refused and "4,000" in refused and "|" not in refused

@@ -2,7 +2,8 @@
 
 analyze: angular distances for every block size and start, JSON + plotly heatmap, recommended block
 cut:     remove the block, save a transformers checkpoint
-heal:    fine-tune the cut draft on target-generated text (cached), resumable
+heal:    fine-tune the cut draft on target-generated text (cached), resumable; --lora RANK trains a LoRA adapter
+         instead and writes it with its recipe as the shippable delta (healed-<n>l/delta, demo/models/prune/delta.py)
 export:  OpenVINO IR (int8, or --weights int4-all / int4-asym-all) with the preset's shared tokenizer,
          registered as draft <draft>-pruned-<n>l (-int4 or -int4-asym appended for int4 weights)
 run:     all four, each step skipped when its output exists
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from demo.catalog import GGUFSource
 from demo.models import PrepareError, prepare
 from demo.models.cache import MANIFEST, is_ir_folder, register_draft, replace_atomically
 from demo.models.convert import export_ir, gguf_to_checkpoint, install_tokenizer
-from demo.models.prune import angular
+from demo.models.prune import angular, delta
 from demo.models.prune.cut import cut_checkpoint
 from demo.prompt_sets import PROMPTS_DIR, load_prompts
 
@@ -137,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", type=Path, help="write the distance heatmap here (analyze)")
     parser.add_argument("--steps", type=int, default=80, help="healing steps (optimizer updates; 80 x 4 texts: 3 epochs of 106)")
     parser.add_argument("--batch", type=int, default=4, help="texts per healing step (gradients accumulated)")
-    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-5; with --lora 2e-4)")
+    parser.add_argument("--lora", type=int, default=0, metavar="RANK",
+                        help="heal: train a LoRA adapter of this rank on the decoder layers' linear layers (--train "
+                             "ffn: the MLP ones) and save it as a small delta that demo.prepare can apply")
+    parser.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 2 x RANK)")
     parser.add_argument("--train", choices=["all", "layers", "ffn"], default="layers",
                         help="what healing updates (layers: every decoder layer, embedding and head frozen)")
     parser.add_argument("--teacher", choices=["none", "draft", "target"], default="draft",
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                              "int4-asym-all: the same with zero points, the int4 format a healed draft survives)")
     parser.add_argument("--cache-dir")
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "demo.prune", *(sys.argv[1:] if argv is None else argv)])
     if args.preset not in catalog.PRESETS:
         print(f"error: unknown preset {args.preset!r}", file=sys.stderr)
         return 2
@@ -201,13 +208,36 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     held_out = target_texts(engine, load_prompts(PROMPTS_DIR / "code.jsonl"), args.text_tokens, ws.eval_data)
     del engine
     tok = AutoTokenizer.from_pretrained(ws.hf)
-    stats = heal(ws.cut, ws.healed, encode_pairs(tok, pairs), steps=args.steps, lr=args.lr, part=args.train,
+    lora = None
+    if args.lora:
+        lora = {"rank": args.lora, "alpha": args.lora_alpha or 2 * args.lora,
+                "targets": list(delta.FFN_TARGETS if args.train == "ffn" else delta.TARGETS)}
+    lr = args.lr or (2e-4 if lora else 1e-5)  # LoRA's low-rank updates need a larger step than a full fine-tune
+    stats = heal(ws.cut, ws.healed, encode_pairs(tok, pairs), steps=args.steps, lr=lr, part=args.train,
                  teacher_dir=ws.teacher(args.teacher), kl_weight=args.kl_weight if args.teacher != "none" else 0.0,
-                 eval_examples=encode_pairs(tok, held_out), batch=args.batch)
+                 eval_examples=encode_pairs(tok, held_out), batch=args.batch, lora=lora)
     stats["teacher_kind"] = args.teacher
     (ws.healed / "heal.json").write_text(json.dumps(stats, indent=1))
     log(f"healed: held-out greedy agreement {stats['agreement_before']:.3f} -> {stats['agreement_after']:.3f}, "
         f"loss {stats['loss_before']:.3f} -> {stats['loss_after']:.3f}")
+    if lora:
+        write_delta(ws, stats, args.command_line)
+
+
+def write_delta(ws: Workspace, stats: dict, command: str) -> dict:
+    """The recipe beside the LoRA adapter: everything needed to apply the delta and to re-create it."""
+    src = ws.draft.source
+    base = {"draft": ws.draft.name, **({"gguf": src.filename, "gguf_sha256": src.sha256} if isinstance(src, GGUFSource)
+                                       else {"source": str(src)})}
+    pruned = json.loads((ws.cut / "config.json").read_text())["specdemo_pruned"]  # the cut it was trained on
+    folder = ws.healed / "delta"
+    recipe = delta.write_recipe(folder, name=ws.name, base=base, lora=stats["lora"], command=command,
+                                cut={"start": pruned["removed_start"], "n": pruned["removed_layers"]},
+                                heal={k: v for k, v in stats.items() if k not in ("lora", "teacher")})
+    log(f"delta: {folder} (adapter {recipe['adapter_bytes']:,} bytes, sha256 {recipe['adapter_sha256'][:16]}...); "
+        f"ship it as assets/drafts/{ws.name}/ and name it in the preset with "
+        f"catalog.DeltaSource({ws.draft.name!r}, 'assets/drafts/{ws.name}')")
+    return recipe
 
 
 def export(preset_dir: Path, name: str, source: Path, weights: str = "int8") -> Path:

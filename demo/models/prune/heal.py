@@ -103,31 +103,44 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 
 def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float = 2e-5, part: str = "all",
          checkpoint_every: int = 20, device: str | None = None, log=None, teacher_dir: Path | None = None,
-         kl_weight: float = 0.0, eval_examples=None, warmup: int | None = None, batch: int = 1) -> dict:
+         kl_weight: float = 0.0, eval_examples=None, warmup: int | None = None, batch: int = 1,
+         lora: dict | None = None) -> dict:
     """Fine-tune, resuming from out_dir/checkpoint when present; returns loss and agreement before and
     after (on eval_examples, held out, when given; else on the first training examples). A step is one
-    optimizer update over `batch` examples (gradients accumulated)."""
+    optimizer update over `batch` examples (gradients accumulated).
+
+    lora={"rank", "alpha", "targets"} trains a LoRA adapter on those linear layers instead (part is then
+    unused): its fp16 A and B go to out_dir/delta (demo.models.prune.delta), the merged model to out_dir."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    from demo.models.prune import delta
 
     log = log or (lambda m: print(f"[heal] {m}", file=sys.stderr, flush=True))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     warmup = max(1, steps // 10) if warmup is None else max(1, warmup)
     probe = eval_examples or examples[:8]
+    lora = {**lora, "targets": list(lora["targets"])} if lora else None  # as state.json holds it
     ckpt = out_dir / "checkpoint"
     start_step = 0
-    src = ckpt if (ckpt / "state.json").exists() else model_dir
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).to(device)
+    state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").exists() else None
+    resume = state is not None and state.get("lora") == lora  # never resume a LoRA run from a full one or back
+    model = AutoModelForCausalLM.from_pretrained(ckpt if resume and not lora else model_dir, dtype=torch.float32)
+    if lora:
+        torch.manual_seed(0)  # LoRA's A starts random: the recipe's command re-creates the same adapter
+        model = delta.add_lora(model, lora["rank"], lora["alpha"], lora["targets"])
+        if resume and model.load_state_dict(torch.load(ckpt / "lora.pt"), strict=False).unexpected_keys:
+            raise ValueError(f"{ckpt / 'lora.pt'} does not match the LoRA layers: delete {ckpt} and start again")
+    model.to(device)
     teacher = None
     if teacher_dir is not None and kl_weight > 0:
         teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
         if teacher.config.vocab_size != model.config.vocab_size:
             raise ValueError(f"teacher vocabulary {teacher.config.vocab_size} != draft {model.config.vocab_size}")
-    params = trainable(model, part)
+    params = [p for p in model.parameters() if p.requires_grad] if lora else trainable(model, part)
     opt = torch.optim.AdamW(params, lr=lr)
     before = None
-    if src == ckpt:
-        state = json.loads((ckpt / "state.json").read_text())
+    if resume:
         start_step, before = state["step"], state.get("before")
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device))
         log(f"resuming at step {start_step}")
@@ -155,14 +168,25 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
         detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
         log(f"step {step + 1}/{steps} {detail} (ETA {eta:.0f} s)")
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            model.save_pretrained(ckpt)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            if lora:
+                torch.save({k: v for k, v in model.state_dict().items() if "lora_" in k}, ckpt / "lora.pt")
+            else:
+                model.save_pretrained(ckpt)
             torch.save(opt.state_dict(), ckpt / "optimizer.pt")
-            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "before": before}))
+            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "before": before, "lora": lora}))
     model.to("cpu")
+    if lora:
+        adapter = delta.save_adapter(model, out_dir / "delta")
+        lora = {**lora, "dtype": "float16", "adapter_bytes": adapter.stat().st_size}
+        model = model.merge_and_unload()
     after = evaluate(model, probe)
     log(f"after: loss {after['loss']:.3f}, greedy agreement {after['agreement']:.3f}")
     model.save_pretrained(out_dir)
     shutil.rmtree(ckpt, ignore_errors=True)  # model + optimizer state: several GB, only needed to resume
+    if not lora:
+        shutil.rmtree(out_dir / "delta", ignore_errors=True)  # an earlier LoRA run's delta no longer matches
     return {"loss_before": before["loss"], "loss_after": after["loss"], "agreement_before": before["agreement"],
-            "agreement_after": after["agreement"], "held_out": bool(eval_examples), "steps": steps, "part": part,
-            "lr": lr, "batch": batch, "teacher": str(teacher_dir) if teacher is not None else None, "kl_weight": kl_weight}
+            "agreement_after": after["agreement"], "held_out": bool(eval_examples), "steps": steps,
+            "part": "lora" if lora else part, "lr": lr, "batch": batch,
+            "teacher": str(teacher_dir) if teacher is not None else None, "kl_weight": kl_weight, "lora": lora}
