@@ -178,7 +178,10 @@ def drive(url: str, auth, pid: int | None, work: list[tuple[str, bool]], clients
                 job.cancel()
             else:
                 t_stop = time.monotonic()
+                # as the browser's Stop does: the handler ends a running run, and Gradio's cancel (the button's
+                # cancels=) drops a run still waiting in the queue behind the other client's
                 press_stop(url, auth, client.session_hash, "agent_stop")
+                job.cancel()
                 while not job.done() and time.monotonic() - t_stop < 60:
                     time.sleep(0.05)
                 with tally.lock:
