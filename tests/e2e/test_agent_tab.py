@@ -10,13 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
-from test_app import CHROMIUM, PROMPT, app_url, free_port  # noqa: F401  (app_url is a fixture)
+from helpers import CHROMIUM, launch_chromium
+from test_app import PROMPT, app_url, free_port  # noqa: F401  (app_url is a fixture)
 
 from demo.agent import slides
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 
 
@@ -56,7 +55,7 @@ def test_slide_previews_are_whole_large_and_in_order(gallery_url, tmp_path):
 
     url, pngs = gallery_url
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(url)
         page.wait_for_function("document.querySelectorAll('#agent-preview img').length == 4", timeout=60_000)
@@ -90,7 +89,7 @@ def test_race_panes_line_up_and_the_legend_sits_below_the_plot(app_url, tmp_path
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(app_url)
         page.locator("#prompt textarea").fill(PROMPT)

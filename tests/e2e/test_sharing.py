@@ -19,7 +19,7 @@ import pytest
 
 from demo import limits as caps
 from demo.agent import sandbox
-from helpers import free_port
+from helpers import CHROMIUM, free_port, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "booth", "s3cret-pass"
@@ -245,9 +245,6 @@ def test_stop_during_a_sleeping_step_returns_within_two_seconds_and_a_full_queue
     assert sandbox.live_processes() == []
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.skipif(not Path(CHROMIUM).exists() or not sandbox.mechanism().confined,
                     reason="needs Debian chromium and bubblewrap")
 def test_in_chromium_the_page_asks_for_a_login_and_stop_ends_a_sleeping_step(agent_app):
@@ -255,9 +252,7 @@ def test_in_chromium_the_page_asks_for_a_login_and_stop_ends_a_sleeping_step(age
 
     url, runs = agent_app
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.wait_for_selector("input[type=password]", timeout=60_000)
