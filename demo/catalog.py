@@ -92,6 +92,10 @@ QWEN25_CODER_05B_GGUF = GGUFSource(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
 
+# layers 8-13 of the 0.5B draft removed, healed by a LoRA delta (python -m demo.prune run --layers 6 --lora 8
+# --weights int4-asym-all); asymmetric int4 keeps the heal (docs/int4-collapse/README.md)
+PRUNED_6L = DeltaSource("qwen2.5-coder-0.5b", "assets/drafts/qwen2.5-coder-0.5b-pruned-6l")
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -115,7 +119,10 @@ PRESETS: dict[str, Preset] = {
             drafts=(ModelSpec("qwen2.5-coder-0.5b-int4-trimhead", QWEN25_CODER_05B_GGUF, weight_format="int4-all",
                               trim_head_of="qwen2.5-coder-0.5b-int4"),
                     ModelSpec("qwen2.5-coder-0.5b-int4", QWEN25_CODER_05B_GGUF, weight_format="int4-all"),
-                    ModelSpec("qwen2.5-coder-0.5b", QWEN25_CODER_05B_GGUF, weight_format="int8")),
+                    ModelSpec("qwen2.5-coder-0.5b", QWEN25_CODER_05B_GGUF, weight_format="int8"),
+                    ModelSpec("qwen2.5-coder-0.5b-pruned-6l-int4-asym", PRUNED_6L, weight_format="int4-asym-all"),
+                    ModelSpec("qwen2.5-coder-0.5b-pruned-6l-int4-trimhead", PRUNED_6L, weight_format="int4-asym-all",
+                              trim_head_of="qwen2.5-coder-0.5b-pruned-6l-int4-asym")),
         ),
     )
 }

@@ -2,8 +2,11 @@
 theory, and acceptance by draft position."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"  # the published runs (docs/performance.md)
 
 
 def _error_bars(lanes: list[dict], value: str, ci: str) -> dict:
@@ -56,3 +59,43 @@ def figure(report: dict):
 
 def write_html(report: dict, path: Path) -> None:
     figure(report).write_html(str(path), include_plotlyjs=True, full_html=True)
+
+
+def draft_reports(preset: str, folder: Path = RESULTS) -> list[dict]:
+    """The published bench runs that compare a preset's drafts (folder/drafts-*.json), test halves first."""
+    found = []
+    for path in sorted(folder.glob("drafts-*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if report.get("preset") == preset:
+            found.append({**report, "file": path.name})
+    return sorted(found, key=lambda r: ((r.get("prompt_set") or {}).get("half") != "test", r["file"]))
+
+
+def drafts_markdown(report: dict) -> str:
+    """One bench run as a Markdown table of its drafted lanes and paired verdicts, with what it ran on."""
+    prompts, settings = report.get("prompt_set") or {}, report.get("settings") or {}
+    lines = [f"**{prompts.get('set', '?')} prompts, {prompts.get('half', '?')} half** ({report['prompts']} prompts, "
+             f"{report['max_new_tokens']} new tokens, baseline: {settings.get('baseline_backend', '?')} backend)",
+             "", "| draft | k | mean speedup [95% CI] | draft ms/token | tokens/step | identical to baseline |",
+             "|---|---|---|---|---|---|"]
+    for lane in report["lanes"]:
+        if lane["lane"] != "speculative":
+            continue
+        ci = lane.get("mean_prompt_speedup_ci")
+        speed = f"{lane['mean_prompt_speedup']:.2f}× [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "–"
+        lines.append(f"| {lane['draft']} | {lane.get('k') or lane.get('confidence_threshold')} | {speed} | "
+                     f"{_f(lane.get('draft_ms_per_token'), '.1f')} | {_f(lane.get('tokens_per_step'), '.2f')} | "
+                     f"{lane.get('identical_prompts', '–')}/{len(lane['per_prompt'])} |")
+    for c in report.get("comparisons", []):
+        if c.get("ratio") is not None:
+            lines.append(f"\n{c['a']} vs {c['b']}: per-prompt speed ratio {c['ratio']:.3f} "
+                         f"[{c['ratio_ci'][0]:.3f}, {c['ratio_ci'][1]:.3f}]: {c['verdict']}")
+    lines.append(f"\n`{report.get('command', '')}` ({report['file']})" if report.get("file") else "")
+    return "\n".join(lines)
+
+
+def _f(value, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "–"

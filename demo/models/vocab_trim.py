@@ -95,7 +95,7 @@ def _rows_of_constant(const, keep: np.ndarray, vocab: int):
         nibbles[0::2], nibbles[1::2] = packed & 0x0F, packed >> 4  # low nibble first
         rows = nibbles[: int(np.prod(shape))].reshape(vocab, -1)[keep].reshape(-1)
         if rows.size % 2:
-            rows = np.append(rows, 0)
+            rows = np.append(rows, np.uint8(0))  # a plain 0 would make the array int64
         tensor = ov.Tensor(et, ov.Shape([len(keep)] + shape[1:]))
         tensor.data[:] = (rows[0::2] | (rows[1::2] << 4)).view(tensor.data.dtype).reshape(tensor.data.shape)
         return ov.op.Constant(tensor)

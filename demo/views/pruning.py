@@ -1,4 +1,4 @@
-"""The Pruning tab: the angular-distance heatmap, the block removed, and pruned against full draft."""
+"""The Pruning tab: the angular-distance heatmap, the block removed, the heal, and every draft measured."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ PROMPT = "Write a Python function that returns the n-th Fibonacci number using m
 
 
 def analyses(engine: Engine) -> list[dict]:
+    """This machine's pruning runs (in the model cache), then the preset's shipped deltas not run here."""
     root = catalog.cache_root() / engine.prepared.preset / "prune"
     out = []
     for f in sorted(root.glob("*/analysis.json")):
@@ -21,6 +22,26 @@ def analyses(engine: Engine) -> list[dict]:
         heal = f.parent / f"healed-{data['n']}l" / "heal.json"
         data["heal"] = json.loads(heal.read_text()) if heal.exists() else None
         out.append(data)
+    return out + [a for a in shipped(engine.prepared.preset) if (a["draft"], a["n"]) not in
+                  {(o["draft"], o["n"]) for o in out}]
+
+
+def shipped(preset_name: str) -> list[dict]:
+    """The analysis and heal of each delta the preset ships (assets/drafts/<name>/analysis.json, recipe.json)."""
+    from demo.models.prune import delta
+
+    preset = catalog.PRESETS.get(preset_name)
+    folders = {d.source.folder for d in (preset.drafts if preset else ()) if isinstance(d.source, catalog.DeltaSource)}
+    out = []
+    for folder in sorted(folders):
+        path = delta.folder_path(folder)
+        try:
+            data = json.loads((path / "analysis.json").read_text())
+            recipe = json.loads((path / delta.RECIPE).read_text())
+        except (OSError, ValueError):
+            continue
+        heal = {**recipe.get("heal", {}), "lora": recipe.get("lora"), "teacher": recipe["heal"].get("teacher_kind")}
+        out.append({**data, "draft": recipe["base"]["draft"], "heal": heal, "shipped": str(folder)})
     return out
 
 
@@ -48,7 +69,8 @@ def compare_rows(engine: Engine, prompt: str, max_new_tokens: int = 96, limits: 
 
 
 def build(engine: Engine, limits: caps.Limits = caps.LOCAL) -> None:
-    from demo.models.prune.cli import heatmap
+    from demo.bench.report import draft_reports, drafts_markdown
+    from demo.models.prune.cli import curve_figure, heatmap
 
     found = analyses(engine)
     if not found:
@@ -65,9 +87,20 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL) -> None:
             lora = h.get("lora")  # a LoRA heal ships as a delta of adapter_bytes
             if lora:
                 teacher += f", LoRA rank {lora['rank']}, a {lora['adapter_bytes'] / 2**20:.1f} MiB delta"
+            where = f" Shipped as the delta in `{a['shipped']}`." if a.get("shipped") else ""
             gr.Markdown(f"Healed ({h['steps']} steps, {teacher}): greedy agreement with the target's held-out answers "
-                        f"{h['agreement_before']:.3f} → {h['agreement_after']:.3f} (what the acceptance rate measures).")
+                        f"{h['agreement_before']:.3f} → {h['agreement_after']:.3f} (what the acceptance rate measures)."
+                        + where)
+            if len(h.get("curve") or []) > 2:
+                gr.Plot(curve_figure(h), elem_id=f"prune-curve-{a['draft']}")
         gr.Plot(heatmap(a), elem_id=f"prune-heatmap-{a['draft']}")
+    reports = draft_reports(engine.prepared.preset)
+    if reports:
+        gr.Markdown("### Every draft, measured\nFrom `python -m demo.bench` runs over whole prompt sets "
+                    "(mean of per-prompt speedups over the baseline, 95% bootstrap CIs; docs/performance.md). "
+                    "Figures from one machine: rerun the command to measure yours.")
+        for report in reports:
+            gr.Markdown(drafts_markdown(report))
     prompt = gr.Textbox(PROMPT, label="Prompt for the draft comparison")
     go = gr.Button("Compare all drafts on this prompt", elem_id="prune-compare")
     table = gr.Markdown(elem_id="prune-table")

@@ -175,6 +175,25 @@ def test_table_and_html(report):
     assert "plotly" in html.lower() and "tokens per target step" in html and "acceptance by draft position" in html
 
 
+def test_a_published_run_as_the_pruning_tabs_table(report, tmp_path):
+    from demo.bench.report import draft_reports, drafts_markdown
+
+    data, _, d = report
+    (tmp_path / "drafts-dev-code.json").write_text(json.dumps(data))
+    (tmp_path / "drafts-other.json").write_text(json.dumps({**data, "preset": "another"}))
+    (tmp_path / "drafts-broken.json").write_text("{")
+    (found,) = draft_reports(data["preset"], tmp_path)
+    text = drafts_markdown(found)
+    drafted = [lane for lane in data["lanes"] if lane["lane"] == "speculative"]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| draft")]
+    assert len(rows) == len(drafted)  # prompt lookup has no draft model: not a row
+    for lane, row in zip(drafted, rows):
+        low, high = lane["mean_prompt_speedup_ci"]
+        assert f"{lane['mean_prompt_speedup']:.2f}× [{low:.2f}, {high:.2f}]" in row
+        assert row.endswith(f"| {lane['identical_prompts']}/2 |")
+    assert all(f"{c['a']} vs {c['b']}" in text for c in data["comparisons"]) and "drafts-dev-code.json" in text
+
+
 def test_lanes_with_k():
     lanes = bench.parse_lanes("baseline,speculative@3,speculative:d@5,prompt-lookup,speculative:d@0.4")
     assert [(s.lane, s.draft, s.k, s.threshold) for s in lanes] == [

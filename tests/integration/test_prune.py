@@ -96,8 +96,14 @@ def test_healing_lowers_the_loss_and_exports_a_working_draft(model_dir, tmp_path
     pairs = [{"prompt": p, "response": "The answer is forty-two, as always."} for p in PROMPTS]
     examples = encode_pairs(tok, pairs)
     stats = heal(cut, tmp_path / "healed", examples, steps=12, lr=1e-3, checkpoint_every=5, device="cpu",
-                 log=lambda m: None)
+                 log=lambda m: None, eval_every=4)
     assert stats["loss_after"] < stats["loss_before"]
+    # the healing curve: before, every 4 steps, after, with the tokens trained on so far
+    curve = stats["curve"]
+    assert [p["step"] for p in curve] == [0, 4, 8, 12]
+    assert curve[0]["agreement"] == stats["agreement_before"] and curve[-1]["agreement"] == stats["agreement_after"]
+    assert curve[0]["tokens"] == 0 and curve[1]["tokens"] == sum(len(examples[i % len(examples)][0]) for i in range(4))
+    assert curve[1]["tokens"] < curve[2]["tokens"] < curve[3]["tokens"]
     # export with the tiny pair's shared tokenizer, registered in a preset folder of its own
     preset_dir = tmp_path / "preset"
     shutil.copytree(qwen2_pair.target.parent / "tokenizer", preset_dir / "tokenizer")
@@ -163,6 +169,25 @@ def test_kl_healing_moves_the_cut_model_towards_its_teacher(model_dir, tmp_path)
     assert evaluate(healed, examples)["agreement"] == pytest.approx(stats["agreement_after"])
 
 
+def test_evaluating_during_healing_leaves_the_weights_unchanged(model_dir, tmp_path):
+    # the healing curve must not change what the recipe trains: the shipped delta is re-created bit for bit
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    cut = cut_checkpoint(model_dir, tmp_path / "cut", start=1, n=1)
+    examples = encode_pairs(AutoTokenizer.from_pretrained(model_dir),
+                            [{"prompt": p, "response": "The answer is forty-two."} for p in PROMPTS])
+    weights = []
+    for every in (0, 1):
+        out = tmp_path / f"every-{every}"
+        stats = heal(cut, out, examples, steps=3, lr=1e-3, device="cpu", log=lambda m: None, eval_every=every)
+        assert len(stats["curve"]) == (2 if every == 0 else 4)
+        weights.append(load_file(str(out / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_heal_resumes_from_checkpoint(model_dir, tmp_path, tokenizer_dir):
     from transformers import AutoTokenizer
 
@@ -197,7 +222,9 @@ def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_p
                                                                                       "2": [0.3, 0.123]}}))
     (ws / "healed-2l" / "heal.json").write_text(json.dumps({"agreement_before": 0.5, "agreement_after": 0.625,
                                                             "steps": 3, "teacher": "/cache/prune/tiny-draft/hf",
-                                                            "teacher_kind": "draft"}))
+                                                            "teacher_kind": "draft",
+                                                            "curve": [{"step": s, "tokens": 40 * s, "agreement": a}
+                                                                      for s, a in ((0, 0.5), (2, 0.6), (3, 0.625))]}))
     (found,) = prune_view.analyses(engine)
     assert found["draft"] == "tiny-draft" and found["heal"]["agreement_after"] == 0.625
     with gr.Blocks() as blocks:
@@ -205,6 +232,8 @@ def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_p
     texts = [b.value for b in blocks.blocks.values() if isinstance(b, gr.Markdown)]
     assert any("removing layers 1–2" in t and "0.123" in t for t in texts)
     assert any("KL towards the uncut draft" in t and "0.500 → 0.625" in t for t in texts)
+    curve = next(b for b in blocks.blocks.values() if isinstance(b, gr.Plot) and b.elem_id == "prune-curve-tiny-draft")
+    assert "tokens trained on" in json.dumps(curve.value)
     table = prune_view.compare_rows(engine, "def add(a, b):", max_new_tokens=12)
     rows = table.splitlines()
     assert rows[2].startswith("| baseline |") and len(rows) == 3 + len(engine.drafts)
@@ -213,3 +242,22 @@ def test_pruning_tab_shows_analysis_heal_stats_and_compares_drafts(engine, tmp_p
     from demo import limits
     refused = prune_view.compare_rows(engine, "x" * 50_000, limits=limits.PUBLIC)
     assert "50,000 characters" in refused and "4,000" in refused and "|" not in refused
+
+
+def test_the_shipped_delta_shows_its_block_and_heal_without_a_local_run():
+    # a fresh machine has no pruning run in its cache: the tab reads the delta the preset ships
+    import json
+
+    from demo import catalog
+    from demo.models.prune import delta
+    from demo.views import pruning as prune_view
+
+    folders = {d.source.folder for d in catalog.PRESETS["qwen2.5-coder-1.5b"].drafts
+               if isinstance(d.source, catalog.DeltaSource)}
+    found = prune_view.shipped("qwen2.5-coder-1.5b")
+    assert [a["shipped"] for a in found] == sorted(folders)
+    for a in found:
+        recipe = json.loads((delta.folder_path(a["shipped"]) / delta.RECIPE).read_text())
+        assert (a["start"], a["n"]) == (recipe["cut"]["start"], recipe["cut"]["n"])
+        assert a["heal"]["agreement_after"] == recipe["heal"]["agreement_after"] and a["heal"]["lora"]["rank"]
+        assert len(a["distances"][str(a["n"])]) == a["layers"] - a["n"]  # any start but the last layer

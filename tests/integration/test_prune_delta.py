@@ -70,7 +70,10 @@ def delta_preset(work, pair: Prepared, folder) -> Preset:
     return Preset(name=pair.preset, description="tiny pair with a shipped delta draft",
                   target=ModelSpec("qwen2-target", str(work / "qwen2-target"), "int4"),
                   drafts=(ModelSpec("qwen2-draft", str(work / "qwen2-draft"), "int8"),
-                          ModelSpec(NAME, DeltaSource("qwen2-draft", str(folder)), "int4-asym-all")))
+                          ModelSpec(NAME, DeltaSource("qwen2-draft", str(folder)), "int4-asym-all"),
+                          # as the real preset ships it: the delta draft's vocabulary head trimmed
+                          ModelSpec(NAME + "-trimhead", DeltaSource("qwen2-draft", str(folder)), "int4-asym-all",
+                                    trim_head_of=NAME)))
 
 
 def test_prepare_builds_the_delta_draft_and_it_drafts_in_genai(trained, work, qwen2_pair, tmp_path):
@@ -80,10 +83,15 @@ def test_prepare_builds_the_delta_draft_and_it_drafts_in_genai(trained, work, qw
     out = ready.drafts[NAME]
     assert out == cache / qwen2_pair.preset / NAME and (out / "openvino_model.xml").is_file()
     assert '"num_hidden_layers": 3' in (out / "config.json").read_text()
-    eng = Engine(Prepared("t", ready.target, {NAME: out}))
+    # the trimmed head of an int4-asym draft: u4 zero points with an odd number of kept rows
+    trimmed = ready.drafts[NAME + "-trimhead"]
+    assert '"num_hidden_layers": 3' in (trimmed / "config.json").read_text()
+    eng = Engine(Prepared("t", ready.target, {NAME: out, NAME + "-trimhead": trimmed}))
     base = eng.generate(Request("def add(a, b):", max_new_tokens=16))
-    spec = eng.generate(Request("def add(a, b):", lane="speculative", max_new_tokens=16, num_assistant_tokens=3))
-    assert spec.tokens == base.tokens and spec.drafted > 0
+    for name in (NAME, NAME + "-trimhead"):
+        spec = eng.generate(Request("def add(a, b):", lane="speculative", draft=name, max_new_tokens=16,
+                                    num_assistant_tokens=3))
+        assert spec.tokens == base.tokens and spec.drafted > 0
     # a changed byte in the shipped adapter: named, even though the draft is cached
     broken = tmp_path / "broken"
     shutil.copytree(trained["folder"], broken)
@@ -123,10 +131,14 @@ def test_the_prune_cli_writes_the_recipe_from_the_cut_it_trained_on(trained, tmp
     (tmp_path / "cut").mkdir()
     shutil.copy(trained["cut"] / "config.json", tmp_path / "cut")
     shutil.copytree(trained["folder"], tmp_path / "healed" / "delta", ignore=shutil.ignore_patterns(delta.RECIPE))
+    analysis = tmp_path / "analysis.json"
+    analysis.write_text(json.dumps({"layers": 4, "n": 1, "start": 1, "distances": {"1": [0.2, 0.1, 0.3]}}))
     ws = SimpleNamespace(draft=ModelSpec("qwen2.5-coder-0.5b", QWEN25_CODER_05B_GGUF), cut=tmp_path / "cut",
-                         healed=tmp_path / "healed", name="qwen2.5-coder-0.5b-pruned-1l")
+                         healed=tmp_path / "healed", name="qwen2.5-coder-0.5b-pruned-1l", analysis=analysis)
     cmd = "python -m demo.prune run --lora 4 --weights int4-asym-all"
     write_delta(ws, trained["stats"], cmd)
+    # the analysis travels with the delta: the Pruning tab draws its heatmap on a machine that never pruned
+    assert (tmp_path / "healed" / "delta" / "analysis.json").read_text() == analysis.read_text()
     recipe = json.loads((tmp_path / "healed" / "delta" / delta.RECIPE).read_text())
     assert recipe["cut"] == {"start": 1, "n": 1} and recipe["command"] == cmd
     assert recipe["base"] == {"draft": "qwen2.5-coder-0.5b", "gguf": QWEN25_CODER_05B_GGUF.filename,

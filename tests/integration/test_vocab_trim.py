@@ -115,3 +115,24 @@ def test_preset_draft_made_by_trimming_another(qwen2_pair, work, tmp_path, monke
     base = eng.generate(Request("Write a function that adds two numbers", max_new_tokens=16))
     spec = eng.generate(Request("Write a function that adds two numbers", lane="speculative", max_new_tokens=16))
     assert spec.draft == "qwen2-draft-trimhead" and spec.tokens == base.tokens and spec.drafted > 0
+
+
+@pytest.mark.parametrize("kind", ["u4", "i4"])
+def test_four_bit_rows_with_an_odd_count_keep_their_values(kind):
+    """Asymmetric int4 heads carry u4 zero points shaped [vocab, groups, 1]: an odd kept count leaves a half byte."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    vocab, groups = 7, 3
+    values = np.arange(vocab * groups).reshape(vocab, groups, 1) % 16 - (8 if kind == "i4" else 0)
+    et = ov.Type.u4 if kind == "u4" else ov.Type.i4
+    src = ops.constant(values.astype(np.int8), dtype=et)
+    keep = np.array([0, 3, 6])  # 9 nibbles: odd
+
+    def unpacked(const):
+        model = ov.Model([ops.convert(const, ov.Type.f32)], [])
+        return ov.Core().compile_model(model, "CPU")({})[0]
+
+    trimmed = vocab_trim._rows_of_constant(src, keep, vocab)
+    assert list(trimmed.get_output_shape(0)) == [len(keep), groups, 1]
+    assert np.array_equal(unpacked(trimmed), values[keep].astype(np.float32))

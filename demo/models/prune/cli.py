@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from demo import catalog
-from demo.catalog import GGUFSource
+from demo.catalog import DeltaSource, GGUFSource
 from demo.models import PrepareError, prepare
 from demo.models.cache import MANIFEST, is_ir_folder, register_draft, replace_atomically
 from demo.models.convert import export_ir, gguf_to_checkpoint, install_tokenizer
@@ -44,7 +44,9 @@ class Workspace:
     def __init__(self, preset: catalog.Preset, cache_dir: str | None, draft: str | None, n: int):
         self.preset = preset
         self.preset_dir = catalog.cache_root(cache_dir) / preset.name
-        self.draft = next((d for d in preset.drafts if d.name == draft), None) if draft else preset.drafts[-1]
+        # by default the last draft that is a checkpoint of its own (not a trimmed head or a shipped delta)
+        own = [d for d in preset.drafts if not d.trim_head_of and not isinstance(d.source, DeltaSource)]
+        self.draft = next((d for d in preset.drafts if d.name == draft), None) if draft else own[-1]
         if self.draft is None:
             raise SystemExit(f"error: unknown draft {draft!r}; choose from {[d.name for d in preset.drafts]}")
         self.n = n
@@ -129,11 +131,23 @@ def heatmap(result: dict):
     return fig
 
 
+def curve_figure(heal: dict):
+    """Held-out greedy agreement against the tokens healing trained on (heal.json's or a recipe's curve)."""
+    import plotly.graph_objects as go
+
+    curve = heal.get("curve") or []
+    fig = go.Figure(go.Scatter(x=[p["tokens"] for p in curve], y=[p["agreement"] for p in curve],
+                               mode="lines+markers", text=[f"step {p['step']}" for p in curve]))
+    fig.update_layout(title="Healing curve: held-out greedy agreement with the target",
+                      xaxis_title="tokens trained on", yaxis_title="greedy agreement", height=360)
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.prune", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["analyze", "cut", "heal", "export", "run"])
     parser.add_argument("--preset", default=catalog.OFFLINE_PRESET)
-    parser.add_argument("--draft", help="which draft of the preset to prune (default: its last, the int8 one)")
+    parser.add_argument("--draft", help="which draft of the preset to prune (default: its last own checkpoint, the int8 one)")
     parser.add_argument("--layers", type=int, default=6, help="how many layers to remove")
     parser.add_argument("--simple", action="store_true", help="drop the deepest n layers before the last instead")
     parser.add_argument("--html", type=Path, help="write the distance heatmap here (analyze)")
@@ -149,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", choices=["none", "draft", "target"], default="draft",
                         help="heal: KL towards this model's logits (draft: the uncut draft; none: target text only)")
     parser.add_argument("--kl-weight", type=float, default=0.9, help="heal: weight of the KL term (rest: cross-entropy)")
+    parser.add_argument("--eval-every", type=int, default=10, metavar="STEPS",
+                        help="heal: held-out agreement every STEPS steps, the healing curve in heal.json (0: off)")
     parser.add_argument("--texts", type=int, default=106, help="target-generated texts for healing (one per prompt)")
     parser.add_argument("--heal-prompts", type=Path, default=PROMPTS_DIR / "heal.jsonl",
                         help="prompts whose target answers are the healing data")
@@ -215,7 +231,7 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     lr = args.lr or (2e-4 if lora else 1e-5)  # LoRA's low-rank updates need a larger step than a full fine-tune
     stats = heal(ws.cut, ws.healed, encode_pairs(tok, pairs), steps=args.steps, lr=lr, part=args.train,
                  teacher_dir=ws.teacher(args.teacher), kl_weight=args.kl_weight if args.teacher != "none" else 0.0,
-                 eval_examples=encode_pairs(tok, held_out), batch=args.batch, lora=lora)
+                 eval_examples=encode_pairs(tok, held_out), batch=args.batch, lora=lora, eval_every=args.eval_every)
     stats["teacher_kind"] = args.teacher
     (ws.healed / "heal.json").write_text(json.dumps(stats, indent=1))
     log(f"healed: held-out greedy agreement {stats['agreement_before']:.3f} -> {stats['agreement_after']:.3f}, "
@@ -231,6 +247,8 @@ def write_delta(ws: Workspace, stats: dict, command: str) -> dict:
                                        else {"source": str(src)})}
     pruned = json.loads((ws.cut / "config.json").read_text())["specdemo_pruned"]  # the cut it was trained on
     folder = ws.healed / "delta"
+    if ws.analysis.exists():  # the Pruning tab's heatmap, shipped beside the delta
+        (folder / "analysis.json").write_text(ws.analysis.read_text())
     recipe = delta.write_recipe(folder, name=ws.name, base=base, lora=stats["lora"], command=command,
                                 cut={"start": pruned["removed_start"], "n": pruned["removed_layers"]},
                                 heal={k: v for k, v in stats.items() if k not in ("lora", "teacher")})

@@ -81,10 +81,11 @@ def evaluate(model, examples) -> dict:
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
     losses, hit, total = [], 0, 0
     with torch.no_grad():
         for ids, lab in examples:
-            ids_t, lab_t = torch.tensor([ids]), torch.tensor([lab])
+            ids_t, lab_t = torch.tensor([ids], device=device), torch.tensor([lab], device=device)
             out = model(input_ids=ids_t, labels=lab_t)
             losses.append(float(out.loss))
             pred, want = out.logits[0, :-1].argmax(-1), lab_t[0, 1:]
@@ -104,13 +105,16 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float = 2e-5, part: str = "all",
          checkpoint_every: int = 20, device: str | None = None, log=None, teacher_dir: Path | None = None,
          kl_weight: float = 0.0, eval_examples=None, warmup: int | None = None, batch: int = 1,
-         lora: dict | None = None) -> dict:
+         lora: dict | None = None, eval_every: int = 10) -> dict:
     """Fine-tune, resuming from out_dir/checkpoint when present; returns loss and agreement before and
     after (on eval_examples, held out, when given; else on the first training examples). A step is one
     optimizer update over `batch` examples (gradients accumulated).
 
     lora={"rank", "alpha", "targets"} trains a LoRA adapter on those linear layers instead (part is then
-    unused): its fp16 A and B go to out_dir/delta (demo.models.prune.delta), the merged model to out_dir."""
+    unused): its fp16 A and B go to out_dir/delta (demo.models.prune.delta), the merged model to out_dir.
+
+    Every `eval_every` steps the probe's agreement joins `curve`, with the tokens trained on so far: the
+    healing curve. Evaluation draws no random numbers, so it leaves the trained weights unchanged."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -139,15 +143,16 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
             raise ValueError(f"teacher vocabulary {teacher.config.vocab_size} != draft {model.config.vocab_size}")
     params = [p for p in model.parameters() if p.requires_grad] if lora else trainable(model, part)
     opt = torch.optim.AdamW(params, lr=lr)
-    before = None
+    before, curve = None, []
     if resume:
-        start_step, before = state["step"], state.get("before")
+        start_step, before, curve = state["step"], state.get("before"), state.get("curve", [])
         opt.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device))
         log(f"resuming at step {start_step}")
     else:
         before = evaluate(model.cpu(), probe)
         model.to(device)
         log(f"before: loss {before['loss']:.3f}, greedy agreement {before['agreement']:.3f}")
+        curve = [{"step": 0, "tokens": 0, **before}]
     model.train()
     t0 = time.monotonic()
     for step in range(start_step, steps):
@@ -167,6 +172,10 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
         eta = (time.monotonic() - t0) / done * (steps - step - 1)
         detail = " ".join(f"{k} {v:.3f}" for k, v in parts.items())
         log(f"step {step + 1}/{steps} {detail} (ETA {eta:.0f} s)")
+        if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            curve.append({"step": step + 1, "tokens": tokens_seen(examples, batch, step + 1), **evaluate(model, probe)})
+            log(f"step {step + 1}: held-out greedy agreement {curve[-1]['agreement']:.3f}")
+            model.train()
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             ckpt.mkdir(parents=True, exist_ok=True)
             if lora:
@@ -174,7 +183,8 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
             else:
                 model.save_pretrained(ckpt)
             torch.save(opt.state_dict(), ckpt / "optimizer.pt")
-            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "before": before, "lora": lora}))
+            (ckpt / "state.json").write_text(json.dumps({"step": step + 1, "before": before, "lora": lora,
+                                                         "curve": curve}))
     model.to("cpu")
     if lora:
         adapter = delta.save_adapter(model, out_dir / "delta")
@@ -182,6 +192,7 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
         model = model.merge_and_unload()
     after = evaluate(model, probe)
     log(f"after: loss {after['loss']:.3f}, greedy agreement {after['agreement']:.3f}")
+    curve.append({"step": steps, "tokens": tokens_seen(examples, batch, steps), **after})
     model.save_pretrained(out_dir)
     shutil.rmtree(ckpt, ignore_errors=True)  # model + optimizer state: several GB, only needed to resume
     if not lora:
@@ -189,4 +200,10 @@ def heal(model_dir: Path, out_dir: Path, examples, steps: int = 100, lr: float =
     return {"loss_before": before["loss"], "loss_after": after["loss"], "agreement_before": before["agreement"],
             "agreement_after": after["agreement"], "held_out": bool(eval_examples), "steps": steps,
             "part": "lora" if lora else part, "lr": lr, "batch": batch,
-            "teacher": str(teacher_dir) if teacher is not None else None, "kl_weight": kl_weight, "lora": lora}
+            "teacher": str(teacher_dir) if teacher is not None else None, "kl_weight": kl_weight, "lora": lora,
+            "curve": curve}
+
+
+def tokens_seen(examples, batch: int, steps: int) -> int:
+    """Tokens the first `steps` steps trained on (every position counts: the KL term covers the prompt too)."""
+    return sum(len(examples[i % len(examples)][0]) for i in range(steps * batch))
