@@ -11,6 +11,7 @@ python -m demo.vocab_trim [--preset P | --target T --draft NAME=SRC] [--trim DRA
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import shutil
 import sys
@@ -77,9 +78,12 @@ def corpus_keep(tokenizer_dir: Path, files: list[Path], chars: int, top: int, fi
     return keep_ids(tok, len(tok), counts, top, first), len(counts)
 
 
+@functools.lru_cache(maxsize=4)  # a preset trims several drafts with one tokenizer: count the corpus once
 def default_keep(tokenizer_dir: Path) -> np.ndarray:
     """The rows RECIPE keeps, counted on this Python's standard library sources."""
-    return corpus_keep(tokenizer_dir, stdlib_corpus(), RECIPE["chars"], RECIPE["top"], RECIPE["first"])[0]
+    keep = corpus_keep(tokenizer_dir, stdlib_corpus(), RECIPE["chars"], RECIPE["top"], RECIPE["first"])[0]
+    keep.flags.writeable = False  # shared by every caller of the cache
+    return keep
 
 
 def _rows_of_constant(const, keep: np.ndarray, vocab: int):
