@@ -40,7 +40,8 @@ def shipped(preset_name: str) -> list[dict]:
             recipe = json.loads((path / delta.RECIPE).read_text())
         except (OSError, ValueError):
             continue
-        heal = {**recipe.get("heal", {}), "lora": recipe.get("lora"), "teacher": recipe["heal"].get("teacher_kind")}
+        heal = recipe.get("heal", {})  # "teacher" holds a cache path on the machine that healed: name its kind
+        heal = {**heal, "lora": recipe.get("lora"), "teacher": heal.get("teacher_kind")}
         out.append({**data, "draft": recipe["base"]["draft"], "heal": heal, "shipped": str(folder)})
     return out
 
