@@ -15,7 +15,7 @@ HALVES = ("dev", "test")
 SPLIT_SEED = 2026  # the halves are split_halves(all prompts of a set, ordered by id), fixed once
 SMOKE_SETS = ("code.jsonl", "mixed.jsonl", "chat.jsonl")  # small quick checks; earlier defaults were tuned on them
 # Prompts that fit or calibrate models (healing, pruning's layer choice): no test prompt may be among them
-CALIBRATION_FILES = ("heal.jsonl", "code.jsonl", "chat.jsonl")
+CALIBRATION_FILES = ("heal.jsonl", "heal-stdlib.jsonl", "code.jsonl", "chat.jsonl")
 
 
 def load_records(path: Path) -> list[dict]:

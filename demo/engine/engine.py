@@ -164,6 +164,20 @@ class Engine:
                               f"the model's context of {self.max_context} tokens: shorten it")
         return ids
 
+    def complete_many(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy chat answers to many prompts in one call of the baseline pipeline, which batches them
+        (continuous batching): ~10x the tokens/s of one at a time on a 2-core CPU. For bulk text such as
+        healing data; the race and the bench time one request at a time."""
+        with self._lock:
+            pipe = self.pipeline("baseline")
+            tok = pipe.get_tokenizer()
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
+                     for p in prompts]
+            cfg = self.ov_genai.GenerationConfig()
+            cfg.max_new_tokens = max_new_tokens
+            cfg.apply_chat_template = False  # applied above, as encode() does for a single request
+            return list(pipe.generate(texts, cfg).texts)
+
     def start(self, request: Request) -> Run:
         """Validate the request now (errors raise here) and return a Run to iterate."""
         return Run(validate(request, self.drafts), self._drive)

@@ -261,3 +261,17 @@ def test_the_shipped_delta_shows_its_block_and_heal_without_a_local_run():
         assert (a["start"], a["n"]) == (recipe["cut"]["start"], recipe["cut"]["n"])
         assert a["heal"]["agreement_after"] == recipe["heal"]["agreement_after"] and a["heal"]["lora"]["rank"]
         assert len(a["distances"][str(a["n"])]) == a["layers"] - a["n"]  # any start but the last layer
+
+
+def test_target_texts_are_the_targets_greedy_answers_batched_and_cached(engine, tmp_path):
+    """Healing data goes to the target a batch at a time; each answer is what one request alone gets, and a
+    second call only asks for the prompts it has not seen."""
+    from demo.models.prune.heal import target_texts
+
+    cache_file = tmp_path / "texts.jsonl"
+    pairs = target_texts(engine, PROMPTS[:3], 8, cache_file, batch=2)
+    assert [p["prompt"] for p in pairs] == PROMPTS[:3]
+    for pair in pairs:
+        assert pair["response"] == engine.generate(Request(pair["prompt"], max_new_tokens=8)).text
+    again = target_texts(engine, PROMPTS, 8, cache_file, batch=2)
+    assert again[:3] == pairs and len(cache_file.read_text().splitlines()) == 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shlex
 import sys
 import time
@@ -165,9 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kl-weight", type=float, default=0.9, help="heal: weight of the KL term (rest: cross-entropy)")
     parser.add_argument("--eval-every", type=int, default=10, metavar="STEPS",
                         help="heal: held-out agreement every STEPS steps, the healing curve in heal.json (0: off)")
-    parser.add_argument("--texts", type=int, default=106, help="target-generated texts for healing (one per prompt)")
-    parser.add_argument("--heal-prompts", type=Path, default=PROMPTS_DIR / "heal.jsonl",
-                        help="prompts whose target answers are the healing data")
+    parser.add_argument("--texts", type=int, help="target-generated texts for healing, one per prompt (default: all)")
+    parser.add_argument("--heal-prompts", type=Path, nargs="+", default=[PROMPTS_DIR / "heal.jsonl"],
+                        help="prompt files whose target answers are the healing data (also: "
+                             "assets/prompts/heal-stdlib.jsonl, 480 prompts from the Python standard library)")
+    parser.add_argument("--shuffle", type=int, metavar="SEED",
+                        help="heal: train on the texts in an order shuffled with this seed (default: file order)")
     parser.add_argument("--text-tokens", type=int, default=192)
     parser.add_argument("--no-heal", action="store_true", help="run: export the cut model without healing")
     # int4 with an int8 head is left out: int4-all was faster at the same acceptance, and both would be "-int4"
@@ -215,14 +219,16 @@ def heal_cmd(ws: Workspace, prepared, args) -> None:
     from demo.models.prune.heal import encode_pairs, heal, target_texts
 
     # Healing text comes from prompts of its own, so that benchmarks on the code/chat sets stay held out.
-    prompts = load_prompts(args.heal_prompts)
-    if args.texts > len(prompts):
-        log(f"{args.heal_prompts} holds {len(prompts)} prompts; healing on all of them")
+    prompts = list(dict.fromkeys(p for path in args.heal_prompts for p in load_prompts(path)))
+    if args.texts and args.texts > len(prompts):
+        log(f"the healing prompt files hold {len(prompts)} prompts; healing on all of them")
     engine = Engine(prepared)
     pairs = target_texts(engine, prompts[: args.texts], args.text_tokens, ws.data)
     # The code benchmark prompts' target answers, never trained on: greedy agreement on them predicts acceptance.
     held_out = target_texts(engine, load_prompts(PROMPTS_DIR / "code.jsonl"), args.text_tokens, ws.eval_data)
     del engine
+    if args.shuffle is not None:  # several prompt files: mix them, so the healing curve is not file by file
+        random.Random(args.shuffle).shuffle(pairs)
     tok = AutoTokenizer.from_pretrained(ws.hf)
     lora = None
     if args.lora:
