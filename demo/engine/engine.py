@@ -171,8 +171,9 @@ class Engine:
         with self._lock:
             pipe = self.pipeline("baseline")
             tok = pipe.get_tokenizer()
-            texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
-                     for p in prompts]
+            extra = {"enable_thinking": False} if self.prepared.thinking else None  # as a Request's default
+            texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                             extra_context=extra) for p in prompts]
             cfg = self.ov_genai.GenerationConfig()
             cfg.max_new_tokens = max_new_tokens
             cfg.apply_chat_template = False  # applied above, as encode() does for a single request
