@@ -166,8 +166,8 @@ class Engine:
 
     def complete_many(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy chat answers to many prompts in one call of the baseline pipeline, which batches them
-        (continuous batching): ~4x the tokens/s of one at a time on a 2-core CPU (48 prompts: 54 vs ~13 tok/s). For bulk text such as
-        healing data; the race and the bench time one request at a time."""
+        (continuous batching): ~4x the tokens/s of one at a time on a 2-core CPU (48 prompts: 54 vs ~13 tok/s).
+        For bulk text such as healing data; the race and the bench time one request at a time."""
         with self._lock:
             pipe = self.pipeline("baseline")
             tok = pipe.get_tokenizer()

@@ -65,8 +65,13 @@ def keep_ids(tokenizer, vocab_size: int, counts: collections.Counter, top: int, 
     return np.array(sorted(i for i in keep if i < vocab_size), dtype=np.int64)
 
 
+def stdlib_dir() -> Path:
+    """This Python's standard library sources (PSF licence): offline text for trimming and healing."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
 def stdlib_corpus() -> list[Path]:
-    return corpus_files([Path(sysconfig.get_paths()["stdlib"])])
+    return corpus_files([stdlib_dir()])
 
 
 def corpus_keep(tokenizer_dir: Path, files: list[Path], chars: int, top: int, first: int) -> tuple[np.ndarray, int]:

@@ -12,9 +12,10 @@ import ast
 import json
 import random
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
+
+from demo.models.vocab_trim import stdlib_dir
 
 # Pure-Python modules whose docstrings read like documentation (no platform- or test-only modules)
 MODULES = ("argparse", "base64", "bisect", "calendar", "collections/__init__", "colorsys", "configparser",
@@ -43,10 +44,6 @@ MAX_SOURCE_LINES = 24  # a function a user would paste into a chat
 MAX_TEXT_CHARS = 900
 
 
-def stdlib_dir() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
 def _summary(doc: str) -> str:
     first = doc.strip().split("\n\n")[0]
     return " ".join(first.split())
@@ -73,15 +70,15 @@ def tasks(root: Path | None = None) -> list[dict]:
         for node in ast.walk(tree):
             if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
                 continue
-            fdoc = ast.get_docstring(node)
-            if not fdoc or len(_summary(fdoc)) < 25:
+            summary = _summary(ast.get_docstring(node) or "")
+            if len(summary) < 25:
                 continue
             source = textwrap.dedent("\n".join(lines[node.lineno - 1 - len(node.decorator_list): node.end_lineno]))
             args = ", ".join(a.arg for a in node.args.args if a.arg != "self")
             for i, template in enumerate(CODE):
                 if "{source}" in template and source.count("\n") >= MAX_SOURCE_LINES:
                     continue
-                out.append({"prompt": template.format(name=node.name, args=args, summary=_summary(fdoc)[:300],
+                out.append({"prompt": template.format(name=node.name, args=args, summary=summary[:300],
                                                       source=source),
                             "kind": f"code-{i}", "source": f"{module}.{node.name}"})
     return out
