@@ -19,6 +19,11 @@ class Prepared:
     target: Path
     drafts: dict[str, Path]
     thinking: bool = False
+    target_name: str = ""  # the preset's name for the target (a hub snapshot's folder is a commit hash)
+
+    @property
+    def target_label(self) -> str:
+        return self.target_name or self.target.name
 
     def to_json(self) -> dict:
         return {"preset": self.preset, "target": str(self.target),
@@ -57,6 +62,8 @@ class ModelSpec:
     source: str | GGUFSource | DeltaSource
     weight_format: str = "int8"  # used only when the source needs conversion
     trim_head_of: str | None = None  # made from this other draft of the preset by trimming its vocabulary head
+    # a hub id of the transformers checkpoint an OpenVINO IR `source` was exported from: pruning needs float weights
+    checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ PRESETS: dict[str, Preset] = {
             description="Qwen3-8B int4 target with Qwen3-0.6B drafts (full and depth-pruned), from the Hugging Face hub",
             target=ModelSpec("qwen3-8b", "OpenVINO/Qwen3-8B-int4-ov"),
             drafts=(
-                ModelSpec("qwen3-0.6b", "OpenVINO/Qwen3-0.6B-int8-ov"),
+                ModelSpec("qwen3-0.6b", "OpenVINO/Qwen3-0.6B-int8-ov", checkpoint="Qwen/Qwen3-0.6B"),
                 ModelSpec("qwen3-0.6b-pruned-6l", "OpenVINO/Qwen3-pruned-6L-from-0.6B-int8-ov"),
             ),
             on_hub=True,

@@ -77,14 +77,17 @@ node: {{
 
 
 def _link_tree(src: Path, dst: Path, skip: set[str] = frozenset()) -> None:
-    """dst mirrors src's files as hard links (copies across filesystems); subfolders are left out."""
+    """dst mirrors src's files as hard links (copies across filesystems); subfolders are left out. A file that
+    is a symlink (a Hugging Face cache snapshot: relative links into ../../blobs) is linked by its target, since
+    a hard link to the symlink itself would dangle in the repository (and in a container that mounts it)."""
     dst.mkdir(parents=True, exist_ok=True)
     for f in sorted(src.iterdir()):
         if f.is_file() and f.name not in skip:
+            real = f.resolve()
             try:
-                os.link(f, dst / f.name)
+                os.link(real, dst / f.name)
             except OSError:
-                shutil.copy2(f, dst / f.name)
+                shutil.copy2(real, dst / f.name)
 
 
 def tool_parser(target: Path) -> str | None:
@@ -117,7 +120,7 @@ def graph(prepared: Prepared, draft: str | None, device: str = "CPU", cache_size
         parsers += f"\n          tool_parser: \"{tp}\","
     if prepared.thinking:
         parsers += "\n          reasoning_parser: \"qwen3\","
-    return GRAPH_TEMPLATE.format(preset=prepared.preset, target=prepared.target.name, draft=draft or "none",
+    return GRAPH_TEMPLATE.format(preset=prepared.preset, target=prepared.target_label, draft=draft or "none",
                                  plugin_config=json.dumps(plugin), prefix_caching=str(prefix_caching).lower(),
                                  cache_size=int(cache_size), max_num_seqs=int(max_num_seqs), device=device,
                                  draft_options=draft_options, parsers=parsers)

@@ -152,7 +152,8 @@ def prepare(preset: Preset, cache_dir: Path | None = None) -> Prepared:
             out[d.name] = prepare_trimmed(d, preset_dir, out[d.trim_head_of])
     drafts = {d.name: out[d.name] for d in preset.drafts}
     drafts.update(registered_drafts(preset_dir))
-    return Prepared(preset.name, out[preset.target.name], drafts, thinking=preset.thinking)
+    return Prepared(preset.name, out[preset.target.name], drafts, thinking=preset.thinking,
+                    target_name=preset.target.name)
 
 
 def prepare_delta(spec: ModelSpec, preset: Preset, preset_dir: Path, tokenizer: Path, workdir: Path,

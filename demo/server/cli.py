@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     engine = Engine(ready, device=args.device)
     engine.warm_up(log=lambda msg: print(f"[serve] {msg}", file=sys.stderr, flush=True))
-    print(f"serving {ready.preset} at http://{args.host}:{args.port}/v1: target {ready.target.name}, drafts "
+    print(f"serving {ready.preset} at http://{args.host}:{args.port}/v1: target {ready.target_label}, drafts "
           f"{', '.join(ready.drafts) or 'none'}", file=sys.stderr, flush=True)
     uvicorn.run(create_app(engine, args.api_key, args.max_queue), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -29,6 +29,8 @@ def completion(p: Plan) -> dict:
         p.reply.push(event.text)
     content, calls, _ = p.reply.finish()
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    if p.reply.thinking is not None:  # a thinking model: its reasoning apart, as OVMS and vLLM return it
+        message["reasoning_content"] = p.reply.reasoning() or None
     if calls:
         message["tool_calls"] = calls
     return {"id": p.id, "object": "chat.completion", "created": p.created, "model": p.model,
@@ -62,9 +64,15 @@ async def stream(p: Plan, gate: Gate, ticket: int):
         events = iter(p.run)
         while (event := await anyio.to_thread.run_sync(next, events, _END)) is not _END:
             delta = p.reply.push(event.text)
+            thought = p.reply.pop_reasoning()
+            if thought:
+                yield _chunk(p, {"reasoning_content": thought})
             if delta:
                 yield _chunk(p, {"content": delta})
         _, calls, rest = p.reply.finish()
+        thought = p.reply.pop_reasoning(final=True)
+        if thought:
+            yield _chunk(p, {"reasoning_content": thought})
         if rest:
             yield _chunk(p, {"content": rest})
         if calls:

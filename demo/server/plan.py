@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from demo import reasoning
 from demo.engine import Engine, EngineError, Request, Run
 from demo.server.errors import ApiError
 from demo.server.replies import Reply
@@ -58,7 +59,7 @@ def chat_messages(messages: list[Message]) -> list[dict]:
 
 def resolve_model(engine: Engine, name: str) -> None:
     p = engine.prepared
-    if name in (p.preset, p.target.name):
+    if name in (p.preset, p.target.name, p.target_label):
         return
     if name in p.drafts:
         raise ApiError(400, f"{name!r} is a draft model: ask for model {p.preset!r} with \"draft\": {name!r}",
@@ -172,6 +173,8 @@ def plan(engine: Engine, body: ChatRequest) -> Plan:
                                 f"completion): shorten the messages or max_tokens", param="messages",
                            code="context_length_exceeded")
     echoed = prefill if body.echo else ""
+    # a thinking model's reply starts as reasoning when the prompt (or a continued reply) left <think> open
+    opens = reasoning.opens_thinking(text) if engine.prepared.thinking else None
     return Plan(id=f"chatcmpl-{secrets.token_hex(12)}", model=body.model, created=int(time.time()), run=run,
-                reply=Reply(stops, lead=echoed + lead, tools=bool(tools)),
+                reply=Reply(stops, lead=echoed + lead, tools=bool(tools), thinking=opens),
                 include_usage=bool(body.stream_options and body.stream_options.include_usage))

@@ -2,6 +2,7 @@
 what may still become one or a tool call) and the `usage` and `speculative` stats of the finished run."""
 from __future__ import annotations
 
+from demo import reasoning
 from demo.engine import Run
 from demo.engine.stream import cut_at_stop
 from demo.server.schema import NO_DRAFT, PROMPT_LOOKUP
@@ -22,15 +23,40 @@ def _partial_tail(text: str, markers: list[str]) -> int:
 class Reply:
     """The reply as the client sees it, step by step: the lead (an echoed prefill, or the start of a forced
     tool call) and the generated text cut before the first stop string. While streaming it holds back what
-    may still turn into a stop string or, with tools, into a tool call."""
+    may still turn into a stop string or, with tools, into a tool call. For a thinking model (`thinking` not
+    None: whether the prompt left a think block open) the reasoning goes apart from the content, as
+    `reasoning_content` (demo/reasoning.py)."""
 
-    def __init__(self, stops: list[str], lead: str = "", tools: bool = False):
+    def __init__(self, stops: list[str], lead: str = "", tools: bool = False, thinking: bool | None = None):
         self.stops, self.lead, self.tools = [s for s in stops if s], lead, tools
+        self.thinking = thinking
         self.generated = ""
         self.sent = 0  # characters of text() already streamed
+        self.reasoning_sent = 0  # characters of the reasoning already streamed
+
+    def _split(self) -> tuple[str, str, bool]:
+        """(reasoning, answer, still thinking) of the generated text cut at the stop strings."""
+        text = cut_at_stop(self.generated, self.stops)
+        return ("", text, False) if self.thinking is None else reasoning.split(text, self.thinking)
 
     def text(self) -> str:
-        return self.lead + cut_at_stop(self.generated, self.stops)
+        return self.lead + self._split()[1]
+
+    def reasoning(self) -> str | None:
+        """The whole reasoning (None for a model that does not think)."""
+        return None if self.thinking is None else self._split()[0]
+
+    def pop_reasoning(self, final: bool = False) -> str:
+        """The reasoning not streamed yet; while the model still thinks, less what may become </think> or a stop
+        string, and trailing newlines (trimmed once the block closes)."""
+        think, _, still = self._split()
+        end = len(think)
+        if still and not final:
+            end -= max(reasoning.partial_tag(think), _partial_tail(think, [] if self.stopped else self.stops))
+            end = len(think[:end].rstrip("\n"))
+        out = think[self.reasoning_sent:end] if end > self.reasoning_sent else ""
+        self.reasoning_sent += len(out)
+        return out
 
     @property
     def stopped(self) -> bool:

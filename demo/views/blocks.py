@@ -53,7 +53,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL) -> gr.Blocks:
         banner = ASSETS / "banner.svg"
         if banner.exists():
             gr.HTML(f'<div class="banner">{banner.read_text()}</div>')
-        gr.Markdown(f"**{engine.prepared.preset}** · target `{engine.prepared.target.name}` · drafts: "
+        gr.Markdown(f"**{engine.prepared.preset}** · target `{engine.prepared.target_label}` · drafts: "
                     f"{', '.join(engine.drafts) or 'none'}")
         record = gr.State(None)
         with gr.Tab("Race"):

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from demo import metrics
+from demo import metrics, reasoning
 from demo.engine import SETTLE_SECONDS, Engine, EngineError, Request, RunResult
 
 PROMPT_LOOKUP = "prompt lookup"
@@ -47,6 +47,7 @@ class Lane:
     result: RunResult | None = None
     status: str = "waiting"
     error: str | None = None
+    opens_thinking: bool | None = None  # a thinking model: whether the prompt opened <think> (None: it does not think)
 
     def add(self, text: str, draft_text: str, t: float, n_tokens: int) -> None:
         step = len(self.times)
@@ -63,7 +64,7 @@ class Lane:
 
     def until(self, t: float) -> "Lane":
         """This lane as it looked t seconds after its start (for the replay)."""
-        cut = Lane(self.name, status="running")
+        cut = Lane(self.name, status="running", opens_thinking=self.opens_thinking)
         n = sum(1 for s in self.times if s <= t)
         cut.times, cut.totals = self.times[:n], self.totals[:n]
         keep = sum(1 for step in self.piece_steps if step < n)
@@ -76,13 +77,21 @@ class Lane:
 def lane_html(lane: Lane, legend: bool = False) -> str:
     """A pane: accepted draft text highlighted, target text plain, the status underneath."""
     body = "".join(f'<span class="acc">{html.escape(t)}</span>' if acc else html.escape(t) for t, acc in lane.pieces)
+    still = False
+    if lane.opens_thinking is not None:  # Qwen3: the reasoning in a box of its own, above the answer
+        parts = reasoning.segments(lane.pieces, lane.opens_thinking)
+        think, answer = ("".join(f'<span class="acc">{html.escape(t)}</span>' if acc else html.escape(t)
+                                 for kind, t, acc in parts if kind == want) for want in ("think", "answer"))
+        still = reasoning.split(lane.text, lane.opens_thinking)[2]
+        body = (f'<div class="think"><div class="think-label">thinking</div>{think}</div>' if think or still
+                else "") + answer
     if lane.error:
         body += f'<div class="lane-error">{html.escape(lane.error)}</div>'
     status = html.escape(lane.status)
     if lane.result is not None:
         r = lane.result
         status = f"{len(r.tokens)} tokens in {r.seconds:.2f} s, {r.tokens_per_second or 0:.2f} tokens/s" + (
-            " (stopped)" if r.cancelled else "")
+            " (stopped)" if r.cancelled else "") + (" · still thinking: no answer yet" if still else "")
     # both panes carry a key line, so their text boxes start at the same height and line up
     key = ('<div class="legend">' + ('<span class="acc">accepted draft tokens</span> ' if legend else "") +
            '<span class="tgt">tokens the target produced</span></div>')
@@ -157,7 +166,7 @@ def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, sett
                 f"<div class='warn'>outputs differ from token {div}: {why}</div>")
     return (f'{head}<table><tr><th></th><th>baseline</th><th>{html.escape(lane_name)}</th></tr>{rows}</table>'
             f'{theory}{same}<div class="models">{html.escape(engine.describe())}: target '
-            f'{html.escape(engine.prepared.target.name)}, {html.escape(lane_name)}</div>')
+            f'{html.escape(engine.prepared.target_label)}, {html.escape(lane_name)}</div>')
 
 
 def how_it_works(spec: RunResult | None) -> str:
@@ -212,6 +221,8 @@ def run_race(engine: Engine, prompt: str, settings: Settings) -> Iterator[tuple[
         yield lanes, False  # show at once which lane is running
         try:
             run = engine.start(settings.request(prompt, "baseline" if kind == "baseline" else "drafted"))
+            if engine.prepared.thinking:
+                lane.opens_thinking = reasoning.opens_thinking(run.request.reply_prefix)
             for ev in run:
                 lane.add(ev.text, ev.draft_text, ev.t, len(ev.tokens))
                 if time.monotonic() - last >= UPDATE_EVERY:

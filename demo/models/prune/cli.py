@@ -14,6 +14,7 @@ import argparse
 import json
 import random
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ from demo.models.prune.cut import cut_checkpoint
 from demo.prompt_sets import PROMPTS_DIR, load_prompts
 
 # export: --weights -> the draft name's suffix
+# tokenizer files in an IR folder (OpenVINO's and Hugging Face's), the rest being the model's
+TOKENIZER_PREFIXES = ("tokenizer", "openvino_tokenizer", "openvino_detokenizer")
+TOKENIZER_NAMES = {"vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"}
 SUFFIX = {"int8": "", "int4-all": "-int4", "int4-asym-all": "-int4-asym"}
 
 
@@ -45,8 +49,10 @@ class Workspace:
     def __init__(self, preset: catalog.Preset, cache_dir: str | None, draft: str | None, n: int):
         self.preset = preset
         self.preset_dir = catalog.cache_root(cache_dir) / preset.name
-        # by default the last draft that is a checkpoint of its own (not a trimmed head or a shipped delta)
+        # by default the last draft that is a checkpoint of its own (not a trimmed head or a shipped delta), among
+        # hub IR drafts the last that names its transformers checkpoint (the others have no float weights)
         own = [d for d in preset.drafts if not d.trim_head_of and not isinstance(d.source, DeltaSource)]
+        own = [d for d in own if d.checkpoint] or own
         self.draft = next((d for d in preset.drafts if d.name == draft), None) if draft else own[-1]
         if self.draft is None:
             raise SystemExit(f"error: unknown draft {draft!r}; choose from {[d.name for d in preset.drafts]}")
@@ -72,9 +78,28 @@ class Workspace:
         else:
             from transformers import AutoModelForCausalLM
 
-            AutoModelForCausalLM.from_pretrained(prepare.resolve_local_or_hub(str(src))).save_pretrained(self.hf)
+            path = prepare.resolve_local_or_hub(self.draft.checkpoint or str(src))
+            if is_ir_folder(path):
+                raise PrepareError(f"draft {self.draft.name} is an OpenVINO IR ({src}), which holds no float weights "
+                                   f"to prune: give its ModelSpec the hub id of its transformers checkpoint")
+            AutoModelForCausalLM.from_pretrained(path).save_pretrained(self.hf)
         install_tokenizer(self.preset_dir / "tokenizer", self.hf)  # HF tokenizer files included
         return self.hf
+
+    def ensure_tokenizer(self, target: Path) -> None:
+        """The preset's shared tokenizer folder, which pruning installs into every checkpoint and IR it writes.
+        demo.prepare makes it when it converts; a preset of hub IR folders gets a copy of the target's
+        tokenizer files, so a pruned draft's tokenizer matches the target's byte for byte (GenAI checks)."""
+        out = self.preset_dir / "tokenizer"
+        if out.is_dir():
+            return
+        tmp = out.with_name(".tmp-tokenizer")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in target.iterdir():
+            if f.name.startswith(TOKENIZER_PREFIXES) or f.name in TOKENIZER_NAMES:
+                shutil.copyfile(f, tmp / f.name)
+        replace_atomically(tmp, out)
 
     def teacher(self, which: str) -> Path | None:
         """The logits teacher for healing: the uncut draft, or the target as a float32 checkpoint."""
@@ -188,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, run = args.command, args.command == "run"
     try:
         prepared = prepare.prepare(ws.preset, args.cache_dir)
+        ws.ensure_tokenizer(prepared.target)
         if cmd == "analyze" or (run and not ws.analysis.exists()):
             analyze(ws, args.html, args.simple)
         if not ws.analysis.exists():
