@@ -1,5 +1,5 @@
-"""python -m demo.sandbox --folder DIR [--json] FILE.py: run a file of agent code the way the Agent tab runs
-model-written code (demo/agent/sandbox_cli.py)."""
+"""python -m demo.sandbox --folder DIR [--json] [--render] [--raw] FILE.py | --check: run a file of agent code the
+way the Agent tab runs model-written code (demo/agent/sandbox_cli.py)."""
 import sys
 
 from demo.agent.sandbox_cli import main

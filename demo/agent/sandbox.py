@@ -1,24 +1,23 @@
 """Model-written code runs here, never in the server: one confined process per agent run.
 
-The process is started with bubblewrap: no network, an empty environment, only the Python install and its
-libraries visible (read-only), the run folder as the one writable place, a small /tmp, and hard CPU, memory
-and file-size limits; the parent kills it at the step and run time limits or on Stop. Inside, smolagents'
-LocalPythonExecutor runs each code block with the agent's import rules as a second layer
-(demo/agent/sandbox_child.py). Tools that need the host (web search) are proxies that call back here.
+The process is started in the jail of demo/agent/jail.py (bubblewrap, an unprivileged host uid when the server is
+root, a cgroup for all of the run's processes): no network, an empty environment, only the Python install
+visible (read-only), the run's work folder as the one writable place (demo/agent/runfolder.py: a capped tmpfs),
+a small /tmp, and hard CPU, memory, process and file-size limits; the parent kills it at the step and run time
+limits or on Stop. Inside, smolagents' LocalPythonExecutor runs each code block with the agent's import rules as
+a second layer (demo/agent/sandbox_child.py), which model code can walk around: the jail is the boundary. Tools
+that need the host (web search) are proxies that call back here.
 
 `python -m demo.sandbox` (demo/agent/sandbox_cli.py) runs a file of agent code the way the Agent tab does.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -29,6 +28,9 @@ from typing import Any
 from smolagents import PythonInterpreterTool
 from smolagents.local_python_executor import CodeOutput, InterpreterError, PythonExecutor
 from smolagents.serialization import SafeSerializer, SerializationError
+
+from demo.agent import jail, runfolder
+from demo.agent.jail import mechanism, notice, refusal  # noqa: F401  (the sandbox's public face)
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
 INSIDE_FOLDER = "/run-folder"  # the run folder's path as the code sees it (its working directory and HOME)
@@ -43,107 +45,13 @@ class CodeLimits:
     run_seconds: float = 180.0  # all code blocks of one agent run together
     cpu_seconds: int = 120  # RLIMIT_CPU of one confined process (SIGXCPU kills it)
     memory_bytes: int = 768 << 20  # RLIMIT_AS: the interpreter with smolagents and python-pptx maps ~100 MiB
-    file_bytes: int = 64 << 20  # RLIMIT_FSIZE: the largest file the code may write
-    folder_bytes: int = 256 << 20  # the run folder in all, checked while code runs
+    run_memory_bytes: int = runfolder.RUN_MEMORY  # all of the run's processes together (cgroup)
+    processes: int = runfolder.RUN_PROCESSES  # at once (cgroup pids.max, and RLIMIT_NPROC for the jail's uid)
+    file_bytes: int = runfolder.FILE_BYTES  # RLIMIT_FSIZE: the largest file the code may write
+    folder_bytes: int = runfolder.FOLDER_BYTES  # the run folder in all: the tmpfs's size, else polled
     tmp_bytes: int = 16 << 20  # the private /tmp (memory-backed, so outside RLIMIT_AS)
     open_files: int = 256
     max_print: int = 50_000  # characters of print output per step, as smolagents' default
-
-
-# ---------------------------------------------------------------- the mechanism
-
-def _bwrap() -> str:
-    # SPECDEMO_BWRAP points elsewhere to test the "mechanism missing" path on a machine that has it
-    return os.environ.get("SPECDEMO_BWRAP") or shutil.which("bwrap") or "/usr/bin/bwrap"
-
-
-def _readonly_binds() -> list[str]:
-    """What the interpreter needs, read-only at the same paths: /usr (and the /lib, /bin links into it),
-    the Python install and the virtual environment, and the dynamic linker's cache."""
-    args: list[str] = []
-    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        p = Path(top)
-        if p.is_symlink():
-            args += ["--symlink", os.readlink(p), top]
-        elif p.is_dir():
-            args += ["--ro-bind", top, top]
-    if Path("/etc/ld.so.cache").exists():
-        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    exe_prefix = Path(os.path.realpath(sys.executable)).parents[1]
-    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, exe_prefix)}
-    roots = {r for r in roots if r != "/usr" and not r.startswith("/usr/")}
-    for r in sorted(roots):
-        if not any(r.startswith(o + "/") for o in roots):
-            args += ["--ro-bind", r, r]
-    # a virtual environment is found through its own path (pyvenv.cfg), which may be a symlink
-    if os.path.abspath(sys.prefix) != os.path.realpath(sys.prefix):
-        args += ["--ro-bind", os.path.realpath(sys.prefix), os.path.abspath(sys.prefix)]
-    return args
-
-
-def bwrap_command(folder: Path, limits: CodeLimits, argv: list[str] | None = None) -> list[str]:
-    """The bubblewrap command line around the child interpreter (or around `argv`)."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": INSIDE_FOLDER, "LANG": "C.UTF-8"}
-    return [
-        _bwrap(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-        "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534", "--hostname", "sandbox", "--clearenv",
-        *[a for k, v in env.items() for a in ("--setenv", k, v)],
-        *_readonly_binds(),
-        "--ro-bind", str(CHILD), INSIDE_CHILD,
-        "--bind", str(folder), INSIDE_FOLDER, "--chdir", INSIDE_FOLDER,
-        "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-        "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--remount-ro", "/",
-        "--", *(argv or [sys.executable, "-I", "-B", INSIDE_CHILD]),
-    ]
-
-
-def unconfined_command() -> list[str]:
-    return [sys.executable, "-I", "-B", str(CHILD)]
-
-
-@dataclass(frozen=True)
-class Mechanism:
-    confined: bool
-    detail: str  # "bubblewrap 0.8.0", or why it cannot be used
-
-
-@functools.lru_cache(maxsize=1)
-def mechanism() -> Mechanism:
-    """Whether bubblewrap works here, checked once: it runs the real command line with `python -c pass`."""
-    tool = _bwrap()
-    if not Path(tool).exists():
-        return Mechanism(False, f"{tool} not found (Debian: apt install bubblewrap)")
-    with tempfile.TemporaryDirectory() as folder:
-        cmd = bwrap_command(Path(folder), CodeLimits(), [sys.executable, "-I", "-c", "pass"])
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={})
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return Mechanism(False, f"bubblewrap did not start: {exc}")
-    if done.returncode != 0:
-        first = (done.stderr.strip().splitlines() or ["no message"])[0]
-        return Mechanism(False, f"bubblewrap failed here: {first}")
-    version = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip()
-    return Mechanism(True, version or "bubblewrap")
-
-
-def refusal(public: bool) -> str | None:
-    """None when agent code may run on this app; otherwise the reason, meant for the user."""
-    found = mechanism()
-    if found.confined or not public:
-        return None
-    return (f"Agent code does not run on a shared or non-loopback app without its sandbox: {found.detail}. "
-            "Install bubblewrap, or run the app on 127.0.0.1.")
-
-
-def notice(public: bool) -> str:
-    """One line for the Agent tab on how model-written code is run here."""
-    found = mechanism()
-    if found.confined:
-        return f"Model-written code runs in a confined process ({found.detail}): no network, only the run folder."
-    if public:
-        return f"⚠️ {refusal(True)}"
-    return (f"⚠️ The sandbox is not available ({found.detail}): model-written code runs in a separate process "
-            "with the same limits but NOT confined. This is allowed only because the app listens on loopback.")
 
 
 # ---------------------------------------------------------------- one confined process
@@ -158,11 +66,25 @@ def live_processes() -> list[int]:
 class _Child:
     """One running child: its process, a reader thread turning its stdout into messages, its stderr tail."""
 
-    def __init__(self, folder: Path, limits: CodeLimits, imports: list[str], confined: bool):
-        cmd = bwrap_command(folder, limits) if confined else unconfined_command()
-        env = {} if confined else {"PATH": "/usr/bin:/bin", "HOME": str(folder), "LANG": "C.UTF-8"}
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     cwd=folder, env=env, start_new_session=True)
+    def __init__(self, folder: runfolder.RunFolder, limits: CodeLimits, imports: list[str], confined: bool,
+                 cgroup: jail.Cgroup | None = None):
+        self.cgroup = cgroup
+        if confined:
+            script = os.open(CHILD, os.O_RDONLY | os.O_CLOEXEC)  # copied into the jail: no host path to it
+            spec = jail.Spec([sys.executable, "-I", "-B", INSIDE_CHILD], rw=[(str(folder.work), INSIDE_FOLDER)],
+                             data=[(script, INSIDE_CHILD)], tmp_bytes=limits.tmp_bytes, chdir=INSIDE_FOLDER,
+                             env={"HOME": INSIDE_FOLDER}, uid=folder.uid)
+            cmd, env = jail.command(spec, cgroup)
+            fds = (script,)
+        else:  # no bubblewrap installed, --allow-unconfined, loopback: a separate process, same limits
+            cmd, env, fds = [sys.executable, "-I", "-B", str(CHILD)], {"PATH": "/usr/bin:/bin", "HOME": str(folder.work),
+                                                                      "LANG": "C.UTF-8"}, ()
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         cwd=folder.work, env=env, start_new_session=True, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         _live.add(self.proc)
         self.messages: queue.Queue = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=20)
@@ -171,7 +93,7 @@ class _Child:
         threading.Thread(target=self._drain, daemon=True).start()
         self.send({"authorized_imports": imports, "max_print": limits.max_print,
                    "limits": {k: getattr(limits, k) for k in ("cpu_seconds", "memory_bytes", "file_bytes",
-                                                              "open_files")}})
+                                                              "open_files", "processes")}})
 
     def _read(self) -> None:
         for line in iter(lambda: self.proc.stdout.readline(MAX_LINE), b""):
@@ -210,6 +132,8 @@ class _Child:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self.cgroup is not None:  # anything that left the process group
+            self.cgroup.kill()
 
     def close(self) -> None:
         self.kill(self.killed_for or "closed")
@@ -243,25 +167,16 @@ class _Child:
         return f"the sandbox process ended with status {code} ({last})"
 
 
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 class SandboxExecutor(PythonExecutor):
     """A smolagents executor (what CodeAgent calls: send_tools, send_variables, __call__) whose code runs in
     one confined child process per agent run. Variables live across the run's steps, as smolagents expects;
-    if the process is killed (time limit), the next step starts a fresh one and says so."""
+    if the process is killed (time limit), the next step starts a fresh one and says so. `folder` is the run's
+    folder (demo/agent/runfolder.py); cleanup() copies out what the code left and drops its work folder."""
 
     def __init__(self, folder: Path | None, authorized_imports: list[str], limits: CodeLimits | None = None,
                  stop: threading.Event | None = None, public: bool = False):
-        self.folder = Path(folder).resolve() if folder is not None else None
+        self.folder = runfolder.RunFolder(folder) if folder is not None else None
+        self.cgroup: jail.Cgroup | None = None
         self.imports = list(authorized_imports)
         self.limits = limits or CodeLimits()
         self.stop = stop or threading.Event()
@@ -295,17 +210,23 @@ class SandboxExecutor(PythonExecutor):
             if self._child is not None:
                 self._child.close()
                 self._child = None
+            if self.cgroup is not None:
+                self.cgroup.remove()
+                self.cgroup = None
+            if self.folder is not None and self.folder.work.exists():
+                self.folder.close()
 
     # -- running code
 
-    def run(self, code: str, fresh: bool = False) -> CodeOutput:
+    def run(self, code: str, fresh: bool = False, raw: bool = False) -> CodeOutput:
         """Run one code block; errors raise InterpreterError with a message for the model and the user.
-        fresh: empty variables and no tools, as smolagents' python_interpreter tool runs its code."""
+        fresh: empty variables and no tools, as smolagents' python_interpreter tool runs its code.
+        raw: plain Python without smolagents' layer, to test the jail as if that layer were walked around."""
         with self._one_at_a_time:
             self.state["_print_outputs"] = ""
             child = self._ensure_child()  # a killed process is replaced here
             note, self._restart_note = self._restart_note, ""
-            child.send({"op": "run", "code": code, "fresh": fresh})
+            child.send({"op": "run", "code": code, "fresh": fresh, "raw": raw})
             reply = self._wait(child)
             self.state["_print_outputs"] = note + str(reply.get("logs") or "")
         if reply.get("error"):
@@ -330,8 +251,12 @@ class SandboxExecutor(PythonExecutor):
             if self._child is not None:
                 self._child.close()
                 self._restart_note = "(a fresh sandbox process: variables from earlier steps are gone)\n"
-            self.folder.mkdir(parents=True, exist_ok=True)
-            child = _Child(self.folder, self.limits, self.imports, mechanism().confined)
+            self.folder.open(self.limits.folder_bytes)
+            confined = mechanism().confined
+            if confined and self.cgroup is None:
+                self.cgroup = jail.Cgroup.create(self.folder.root.name + f"-{os.getpid()}", self.limits.processes,
+                                                 self.limits.run_memory_bytes)
+            child = _Child(self.folder, self.limits, self.imports, confined, self.cgroup)
             self._child = child
         first = self._next(child, time.monotonic() + 60)
         if first is None or first.get("op") != "ready":
@@ -369,7 +294,7 @@ class SandboxExecutor(PythonExecutor):
                     child.kill(f"the code ran past its {self._step_limit():.0f} s time limit and was stopped")
                 if now > next_size_check:
                     next_size_check = now + 1.0
-                    if _folder_bytes(self.folder) > self.limits.folder_bytes:
+                    if not self.folder.kernel_capped and self.folder.bytes_used() > self.limits.folder_bytes:
                         child.kill(f"the run folder grew past {self.limits.folder_bytes >> 20} MiB and the code "
                                    "was stopped")
                 continue

@@ -5,7 +5,8 @@ smolagents and what the agent may import, because the project itself is not visi
 The first line it reads is its configuration; then each line is one message:
   {"op": "tools", "names": [...]}         proxies that call the parent's real tools
   {"op": "vars", "data": "safe:..."}       smolagents SafeSerializer text, as RemotePythonExecutor sends it
-  {"op": "run", "code": str, "fresh": bool}  -> {"op": "result", "output", "logs", "is_final_answer", "error"}
+  {"op": "run", "code": str, "fresh": bool, "raw": bool}  -> {"op": "result", "output", "logs", "is_final_answer",
+                                                              "error"}  (raw: plain exec, no smolagents layer)
 While code runs, a tool call goes out as {"op": "call", "tool", "args", "kwargs"} and waits for
 {"op": "return", "value"} or {"op": "return", "error"}.
 """
@@ -43,14 +44,31 @@ def _wire(value):
 
 
 def _set_limits(limits: dict) -> None:
-    """Limits the code cannot raise again: CPU seconds, address space, one file's size, open files, no core.
-    The CPU hard limit is a second above the soft one, so SIGXCPU (not SIGKILL) names the cause."""
+    """Limits the code cannot raise again: CPU seconds, address space, one file's size, open files, processes of
+    the jail's user (counted per user namespace), no core. The CPU hard limit is a second above the soft one, so
+    SIGXCPU (not SIGKILL) names the cause."""
     for name, soft, hard in (("RLIMIT_CPU", limits["cpu_seconds"], limits["cpu_seconds"] + 1),
                              ("RLIMIT_AS", limits["memory_bytes"], limits["memory_bytes"]),
                              ("RLIMIT_FSIZE", limits["file_bytes"], limits["file_bytes"]),
                              ("RLIMIT_NOFILE", limits["open_files"], limits["open_files"]),
+                             ("RLIMIT_NPROC", limits["processes"], limits["processes"]),
                              ("RLIMIT_CORE", 0, 0)):
         resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
+def _run_raw(code: str, max_print: int) -> dict:
+    """Plain Python, smolagents' layer off (python -m demo.sandbox --raw): the jail alone is the boundary."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            exec(compile(code, "<raw>", "exec"), {"__name__": "__main__"})
+        error = None
+    except BaseException as exc:  # SystemExit too: the code ends, the process stays
+        error = f"{type(exc).__name__}: {exc}"
+    return {"output": None, "logs": buf.getvalue()[:max_print], "is_final_answer": False, "error": error}
 
 
 def main() -> int:
@@ -93,6 +111,8 @@ def main() -> int:
             agent.send_tools({name: proxy(name) for name in msg["names"]})
         elif op == "vars":
             agent.send_variables(SafeSerializer.loads(msg["data"]))
+        elif op == "run" and msg.get("raw"):
+            _send(out, {"op": "result", **_run_raw(msg["code"], config["max_print"])})
         elif op == "run":
             # "fresh": a python_interpreter tool call, which smolagents runs with empty state and no tools
             ex = executor() if msg.get("fresh") else agent

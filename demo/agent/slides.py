@@ -1,143 +1,155 @@
-""".pptx -> PNG previews, one whole slide per image at the deck's aspect ratio, in slide order: LibreOffice (to PDF)
-+ pdftoppm when installed, else a simple title-and-bullets renderer."""
+"""Reading and drawing a deck the model wrote, never in the server: both run in the jail (demo/agent/jail.py)
+through demo/agent/deck_tool.py. python-pptx meets a hostile zip there (zip and XML bombs), and LibreOffice and
+pdftoppm meet external links to host files or URLs with no host files and no network. The server hands the jail
+a copy of the deck and gets JSON back: the outline, or PNG bytes it checks and writes itself."""
 from __future__ import annotations
 
-import re
+import base64
+import json
+import os
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-WIDTH = 1280  # preview width in pixels: a slide's text stays readable on a booth screen
+from demo.agent import jail, runfolder
+
+TOOL = Path(__file__).with_name("deck_tool.py")
+WIDTH = 1280  # deck_tool.WIDTH: preview width in pixels
 INSTALL_HINT = "apt-get install libreoffice-impress poppler-utils"
 SIMPLE = f"simple renderer (titles and bullets only; for real previews install LibreOffice: {INSTALL_HINT})"
+PNG = b"\x89PNG\r\n\x1a\n"
+# (address space, CPU seconds, wall seconds, bytes of output) per job; LibreOffice maps far more than it uses,
+# so its real memory is capped by the cgroup
+JOBS = {"outline": (1 << 30, 20, 30, 4 << 20), "render": (8 << 30, 150, 180, 64 << 20),
+        "render-simple": (1 << 30, 60, 90, 64 << 20)}
+TOOL_MEMORY = 1536 << 20  # all of one job's processes (cgroup)
+TOOL_TMP = 512 << 20  # LibreOffice's profile, the PDF and the pages
+READ_ONLY = ("/etc/fonts", "/etc/libreoffice")  # fontconfig and LibreOffice's registry, when installed
 
 
-def slide_texts(pptx_path: Path) -> list[tuple[str, list[str]]]:
-    """(title, bullet lines) for each slide."""
-    from pptx import Presentation
-
-    out = []
-    for slide in Presentation(str(pptx_path)).slides:
-        title = slide.shapes.title.text if slide.shapes.title is not None else ""
-        lines = []
-        for shape in slide.shapes:
-            if shape == slide.shapes.title or not shape.has_text_frame:
-                continue
-            lines += [p.text for p in shape.text_frame.paragraphs if p.text.strip()]
-        out.append((title, lines))
-    return out
-
-
-def slide_size(pptx_path: Path) -> tuple[int, int]:
-    """The preview's (width, height) in pixels: WIDTH wide at the deck's aspect ratio."""
-    from pptx import Presentation
-
-    prs = Presentation(str(pptx_path))
-    w, h = prs.slide_width or 9144000, prs.slide_height or 6858000
-    return WIDTH, round(WIDTH * h / w)
-
-
-def _wrap(draw, text: str, font, width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for w in words:
-        trial = f"{line} {w}".strip()
-        if draw.textlength(trial, font=font) <= width or not line:
-            line = trial
-        else:
-            lines.append(line)
-            line = w
-    return lines + ([line] if line else [])
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
-
-
-def _layout(draw, title: str, lines: list[str], size: tuple[int, int], scale: float):
-    """(x, y, text, font, colour) for every line at this text scale, and whether it all fits on the slide."""
-    w, h = size
-    margin = round(w * 0.05)
-    title_font, body_font = _font(round(w * 0.048 * scale)), _font(round(w * 0.031 * scale))
-    placed, y = [], margin
-    for line in _wrap(draw, title or "(untitled)", title_font, w - 2 * margin):
-        placed.append((margin, y, line, title_font, "#111827"))
-        y += round(title_font.size * 1.25)
-    y += round(body_font.size * 0.8)
-    for bullet in lines:
-        for j, line in enumerate(_wrap(draw, bullet, body_font, w - 3 * margin)):
-            placed.append((round(margin * 1.5), y, ("• " if j == 0 else "   ") + line, body_font, "#374151"))
-            y += round(body_font.size * 1.4)
-        y += round(body_font.size * 0.3)
-    return placed, y <= h - margin
-
-
-def render_simple(pptx_path: Path, out_dir: Path) -> list[Path]:
-    """Draw each slide's title and bullets on a plain background (no layout fidelity); the text shrinks until
-    the whole slide fits, so nothing is cut."""
-    from PIL import Image, ImageDraw
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    size = slide_size(pptx_path)
-    paths = []
-    for i, (title, lines) in enumerate(slide_texts(pptx_path), 1):
-        img = Image.new("RGB", size, "white")
-        d = ImageDraw.Draw(img)
-        d.rectangle([0, 0, size[0], round(size[1] * 0.015)], fill="#1d4ed8")
-        scale = 1.0
-        placed, fits = _layout(d, title, lines, size, scale)
-        while not fits and scale > 0.4:
-            scale -= 0.1
-            placed, fits = _layout(d, title, lines, size, scale)
-        for x, y, text, font, colour in placed:
-            d.text((x, y), text, fill=colour, font=font)
-        small = _font(round(size[0] * 0.02))
-        d.text((size[0] - round(size[0] * 0.06), size[1] - round(size[0] * 0.04)), str(i), fill="#9ca3af", font=small)
-        path = out_dir / f"slide-{i:02d}.png"
-        img.save(path)
-        paths.append(path)
-    return paths
+class DeckError(Exception):
+    """The deck could not be read or drawn; the message is meant for the user (and the model)."""
 
 
 def libreoffice() -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
-def _page(path: Path) -> int:
-    return int(re.findall(r"\d+", path.stem)[-1])
-
-
-def render_libreoffice(pptx_path: Path, out_dir: Path) -> list[Path]:
-    """LibreOffice converts the deck to PDF, pdftoppm draws each page WIDTH pixels wide."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        # its own profile, so a LibreOffice already running (a desktop, another preview) does not swallow the job
-        profile = Path(tmp, "profile").as_uri()
-        subprocess.run([libreoffice(), f"-env:UserInstallation={profile}", "--headless", "--convert-to", "pdf",
-                        "--outdir", tmp, str(pptx_path)], check=True, capture_output=True, timeout=180)
-        pdf = Path(tmp) / (pptx_path.stem + ".pdf")
-        if not pdf.exists():
-            raise OSError(f"LibreOffice wrote no PDF for {pptx_path.name}")
-        subprocess.run(["pdftoppm", "-png", "-scale-to-x", str(WIDTH), "-scale-to-y", "-1", str(pdf),
-                        str(out_dir / "slide")], check=True, capture_output=True, timeout=180)
-    return sorted(out_dir.glob("slide-*.png"), key=_page)  # slide-1 .. slide-10 in slide order
-
-
-def preview(pptx_path: Path, out_dir: Path) -> tuple[list[Path], str]:
-    """PNG per slide, in slide order, and the name of the renderer used (with how to get LibreOffice when it
-    is missing)."""
+def renderer_name() -> str:
     if libreoffice() and shutil.which("pdftoppm"):
+        return f"LibreOffice ({libreoffice()}) + pdftoppm"
+    return SIMPLE
+
+
+def _open_deck(deck: Path) -> int:
+    try:
+        fd = os.open(deck, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DeckError(f"cannot open the deck {Path(deck).name}: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > runfolder.FILE_BYTES:
+        os.close(fd)
+        raise DeckError(f"{Path(deck).name} is not a regular file of at most {runfolder.FILE_BYTES >> 20} MiB")
+    return fd
+
+
+def _run(job: str, deck: Path, uid: int | None = None) -> dict:
+    """Run one deck_tool job on a copy of `deck` in the jail; its JSON reply."""
+    problem = jail.refusal(public=False)
+    if problem:
+        raise DeckError(problem)
+    memory, cpu, wall, max_out = JOBS[job]
+    confined = jail.mechanism().confined
+    deck_fd = _open_deck(deck)
+    fds = [deck_fd]
+    group = None
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            return render_libreoffice(pptx_path, out_dir), "LibreOffice"
-        except (subprocess.SubprocessError, OSError) as exc:
-            for old in out_dir.glob("slide-*.png"):
-                old.unlink()
-            return render_simple(pptx_path, out_dir), f"simple renderer (LibreOffice failed: {str(exc)[:200]})"
-    return render_simple(pptx_path, out_dir), SIMPLE
+            if confined:
+                tool_fd = os.open(TOOL, os.O_RDONLY | os.O_CLOEXEC)
+                fds.append(tool_fd)
+                spec = jail.Spec([sys.executable, "-I", "-B", "/tool/deck_tool.py", job, str(memory), str(cpu),
+                                  "/in/deck.pptx"], data=[(tool_fd, "/tool/deck_tool.py"), (deck_fd, "/in/deck.pptx")],
+                                 ro=[p for p in READ_ONLY if os.path.isdir(p)], tmp_bytes=TOOL_TMP, chdir="/tmp",
+                                 env={"HOME": "/tmp"}, uid=uid if uid is not None else jail.run_uid(os.getpid() + 1))
+                group = jail.Cgroup.create(f"deck-{os.getpid()}-{id(out)}", runfolder.RUN_PROCESSES, TOOL_MEMORY)
+                cmd, env = jail.command(spec, group)
+            else:  # --allow-unconfined on loopback, bubblewrap not installed
+                cmd, env = [sys.executable, "-I", "-B", str(TOOL), job, str(memory), str(cpu), str(deck)], \
+                    {"PATH": "/usr/bin:/bin", "HOME": tempfile.gettempdir(), "LANG": "C.UTF-8"}
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                    start_new_session=True, pass_fds=fds if confined else ())
+            try:
+                code = proc.wait(timeout=wall)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                try:
+                    os.killpg(proc.pid, 9)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                proc.wait()
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if group is not None:
+                group.remove()
+        if code is None:
+            raise DeckError(f"reading the deck took longer than {wall} s and was stopped")
+        size = out.seek(0, os.SEEK_END)
+        out.seek(0)
+        if code != 0 or size > max_out:
+            err.seek(0)
+            tail = err.read(4000).decode("utf-8", "replace").strip().splitlines()
+            why = tail[-1][:300] if tail else f"exit status {code}"
+            if "MemoryError" in why or code in (-9, 137):
+                why = "it needs more memory than a deck may (a zip or XML bomb?)"
+            raise DeckError(f"the deck could not be read: {why}")
+        try:
+            return json.loads(out.read())
+        except ValueError as exc:
+            raise DeckError("the deck reader sent no valid reply") from exc
+
+
+def _text(v) -> str:
+    return v if isinstance(v, str) else ""
+
+
+def slide_texts(deck: Path, uid: int | None = None) -> list[tuple[str, list[str]]]:
+    """(title, bullet lines) for each slide, read in the jail."""
+    got = _run("outline", deck, uid).get("slides")
+    if not isinstance(got, list):
+        raise DeckError("the deck reader sent no slides")
+    out = []
+    for item in got:
+        title, lines = (item + [None, None])[:2] if isinstance(item, list) else ("", [])
+        out.append((_text(title), [_text(x) for x in lines] if isinstance(lines, list) else []))
+    return out
+
+
+def preview(deck: Path, out_dir: Path, simple: bool = False, uid: int | None = None) -> tuple[list[Path], str]:
+    """PNG per slide in slide order, drawn in the jail and written by the server into out_dir (emptied first),
+    and the name of the renderer used (with how to get LibreOffice when it is missing)."""
+    real = not simple and libreoffice() is not None and shutil.which("pdftoppm") is not None
+    got = _run("render" if real else "render-simple", deck, uid)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("slide-*.png"):
+        old.unlink()
+    paths = []
+    for i, b64 in enumerate(got.get("pngs") or [], 1):
+        try:
+            data = base64.b64decode(b64, validate=True) if isinstance(b64, str) else b""
+        except ValueError:
+            data = b""
+        if not data.startswith(PNG):
+            raise DeckError(f"the renderer sent slide {i} as something other than a PNG")
+        path = out_dir / f"slide-{i:02d}.png"
+        path.write_bytes(data)
+        paths.append(path)
+    if not real:
+        return paths, "simple renderer" if simple else SIMPLE
+    renderer = got.get("renderer") if isinstance(got.get("renderer"), str) else "unknown renderer"
+    return paths, renderer[:300]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from smolagents.local_python_executor import InterpreterError
 
-from demo.agent import run as agent, sandbox
+from demo.agent import jail, run as agent, sandbox
 from demo.engine import EngineError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def test_every_read_write_and_environment_probe_is_contained(engine, tmp_path, h
     assert set(eval(shown)) <= {"PATH", "HOME", "LANG", "PWD"}, environ  # an empty environment, plus Python's
     assert list(out.iterdir()) == [] and not (tmp_path / "w7.pptx").exists()
     assert not (Path(sys.prefix) / "poisoned.txt").exists()
-    assert not (tmp_path / "run" / "ole.pptx").exists()  # nothing embedded from outside
+    assert not (tmp_path / "run" / "files" / "ole.pptx").exists()  # nothing embedded from outside
 
 
 @needs_bwrap
@@ -130,7 +130,7 @@ def test_smolagents_rules_stay_as_a_second_layer(engine, tmp_path, scripted_mode
     for step, code in enumerate(codes, start=1):
         assert any(r in texts[step] for r in ("is not allowed", "Forbidden", "not among", "dunder")), \
             (code, texts[step])
-    assert not (tmp_path / "run" / "x.txt").exists()
+    assert not (tmp_path / "run" / "files" / "x.txt").exists()
 
 
 @needs_bwrap
@@ -148,7 +148,7 @@ def test_a_replaced_save_does_not_reach_the_next_run_or_the_server(engine, tmp_p
     second = list(agent.run_agent(engine, "a deck", tmp_path / "b", search=False, max_steps=1,
                                   model=scripted_model([save])))
     assert any("saved" in t.text and "poisoned" not in t.text for t in second[:-1] if t.kind == "observation")
-    assert [p.name for p in (tmp_path / "b").iterdir()] == ["deck.pptx"]
+    assert [p.name for p in (tmp_path / "b" / "files").iterdir()] == ["deck.pptx"]
     assert Presentation.save is original  # the server's python-pptx was never touched
 
 
@@ -197,7 +197,7 @@ def test_file_size_tmp_and_folder_limits(tmp_path):
                                      "f = FileIO('big.bin', 'w')\nfor i in range(3):\n    f.write(b'x' * (1 << 20))",
                            file_bytes=1 << 20)
     assert error and "File too large" in error, error
-    assert (tmp_path / "run" / "big.bin").stat().st_size == 1 << 20
+    assert (tmp_path / "run" / "files" / "big.bin").stat().st_size == 1 << 20
     _, error, _ = run_code(tmp_path, "from pptx.opc.serialized import _ZipPkgWriter\n"
                                      "FileIO = type(_ZipPkgWriter('w.zip')._zipf.fp.raw)\n"
                                      "f = FileIO('/tmp/big.bin', 'w')\n"
@@ -207,9 +207,11 @@ def test_file_size_tmp_and_folder_limits(tmp_path):
     loop = ("from pptx.opc.serialized import _ZipPkgWriter\nimport time\n"
             "FileIO = type(_ZipPkgWriter('w.zip')._zipf.fp.raw)\n"
             "for i in range(400):\n    FileIO(f'part{i}.bin', 'w').write(b'x' * (1 << 20))\n    time.sleep(0.01)")
-    _, error, _ = run_code(tmp_path, loop, folder_bytes=20 << 20, step_seconds=60)
-    assert "run folder grew past 20 MiB" in error
-    assert sum(p.stat().st_size for p in (tmp_path / "run").iterdir()) < 200 << 20
+    (tmp_path / "c").mkdir()
+    _, error, _ = run_code(tmp_path / "c", loop, folder_bytes=20 << 20, step_seconds=60)
+    # a tmpfs of that size where the server may mount one (root), else the once-a-second poll
+    assert "No space left on device" in error or "run folder grew past 20 MiB" in error, error
+    assert sum(p.stat().st_size for p in (tmp_path / "c" / "run" / "files").iterdir()) <= 20 << 20
 
 
 @needs_bwrap
@@ -312,13 +314,17 @@ def test_tool_calling_agent_runs_python_interpreter_in_the_sandbox(engine, tmp_p
     assert "No such file or directory" in text and "TOPSECRET" not in text
 
 
-def test_missing_mechanism_refuses_on_a_public_app_and_runs_unconfined_on_loopback(engine, tmp_path,
-                                                                                   monkeypatch, scripted_model):
+def test_missing_mechanism_refuses_unless_allowed_and_never_on_a_public_app(engine, tmp_path, monkeypatch,
+                                                                           scripted_model):
     monkeypatch.setenv("SPECDEMO_BWRAP", str(tmp_path / "no-bwrap"))
     monkeypatch.setenv("SPECDEMO_PROBE_TOKEN", "env-secret-0815")
     sandbox.mechanism.cache_clear()
     try:
-        assert not sandbox.mechanism().confined and "not found" in sandbox.mechanism().detail
+        assert sandbox.mechanism().state == "missing" and "not found" in sandbox.mechanism().detail
+        assert "--allow-unconfined" in sandbox.notice(public=False)
+        with pytest.raises(EngineError, match="does not run without its sandbox.*--allow-unconfined"):
+            list(agent.run_agent(engine, "a deck", tmp_path / "run", model=scripted_model([])))
+        jail.allow_unconfined(True)
         assert "NOT confined" in sandbox.notice(public=False)
         with pytest.raises(EngineError, match="does not run on a shared or non-loopback app"):
             list(agent.run_agent(engine, "a deck", tmp_path / "run", model=scripted_model([]), public=True))
@@ -329,6 +335,36 @@ def test_missing_mechanism_refuses_on_a_public_app_and_runs_unconfined_on_loopba
         _, error, seconds = run_code(tmp_path, "import time\ntime.sleep(30)", step_seconds=2)
         assert "time limit" in error and seconds < 4
     finally:
+        jail.allow_unconfined(False)
+        sandbox.mechanism.cache_clear()
+
+
+def test_installed_but_failing_bubblewrap_refuses_even_on_loopback_with_the_flag(engine, tmp_path, monkeypatch,
+                                                                                  scripted_model):
+    broken = tmp_path / "bwrap"
+    broken.write_text("#!/bin/sh\necho 'bwrap: execvp /tmp/x/.venv/bin/python: No such file or directory' >&2\n"
+                      "exit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("SPECDEMO_BWRAP", str(broken))
+    sandbox.mechanism.cache_clear()
+    jail.allow_unconfined(True)
+    try:
+        assert sandbox.mechanism().state == "broken" and "execvp" in sandbox.mechanism().detail
+        assert "Nothing runs unconfined" in sandbox.notice(public=False)
+        with pytest.raises(EngineError, match="installed but failed"):
+            list(agent.run_agent(engine, "a deck", tmp_path / "run", model=scripted_model([])))
+        _, error, _ = run_code(tmp_path, "print(1)")
+        assert "installed but failed" in error
+        done = subprocess.run([sys.executable, "-m", "demo.sandbox", "--folder", str(tmp_path / "cli"), "--json",
+                               "--allow-unconfined", str(ROOT / "README.md")], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "SPECDEMO_BWRAP": str(broken)})
+        assert done.returncode == 2 and "installed but failed" in done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1])["confined"] is False
+        check = subprocess.run([sys.executable, "-m", "demo.sandbox", "--check"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=120, env={**os.environ, "SPECDEMO_BWRAP": str(broken)})
+        assert check.returncode == 1 and "NOT confined (broken)" in check.stdout
+    finally:
+        jail.allow_unconfined(False)
         sandbox.mechanism.cache_clear()
 
 
@@ -348,8 +384,9 @@ def test_cli_runs_a_file_in_a_fresh_confined_process(tmp_path, host):
         return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
     rc, got = cli(first)
-    assert rc == 0 and got == {"ok": True, "output": "saved\n", "error": None,
-                               "files": [str(tmp_path / "run" / "deck.pptx")]}
+    assert rc == 0 and got == {"ok": True, "output": "saved\n", "error": None, "confined": True, "outline": None,
+                               "previews": [], "renderer": None,
+                               "files": [str((tmp_path / "run" / "files" / "deck.pptx").resolve())]}
     rc, got = cli(second)
     assert rc == 1 and not got["ok"] and "`kept` is not defined" in got["error"]  # nothing persists
     second.write_text(f"from pptx.parts.image import Image\nImage.from_file({str(secret)!r})")

@@ -1,5 +1,5 @@
-"""Slide previews from real python-pptx decks, through both renderers: whole slides at the deck's aspect ratio,
-in slide order, wide enough to read."""
+"""Slide previews from real python-pptx decks, through both renderers (both in the jail, demo/agent/deck_tool.py):
+whole slides at the deck's aspect ratio, in slide order, wide enough to read."""
 from __future__ import annotations
 
 import shutil
@@ -51,15 +51,14 @@ def text_lines(path: Path, right: int) -> int:
     return sum(1 for y in range(1, h) if inked[y] and not inked[y - 1])
 
 
-RENDERERS = [pytest.param(slides.render_simple, id="simple"),
-             pytest.param(slides.render_libreoffice, id="libreoffice", marks=needs_libreoffice)]
+RENDERERS = [pytest.param(True, id="simple"), pytest.param(False, id="libreoffice", marks=needs_libreoffice)]
 
 
-@pytest.mark.parametrize("render", RENDERERS)
+@pytest.mark.parametrize("simple", RENDERERS)
 @pytest.mark.parametrize("widescreen, size", [(False, (1280, 960)), (True, (1280, 720))])
-def test_whole_slides_at_the_decks_aspect_ratio_in_order(render, widescreen, size, tmp_path):
+def test_whole_slides_at_the_decks_aspect_ratio_in_order(simple, widescreen, size, tmp_path):
     deck = make_deck(tmp_path / "deck.pptx", 4, widescreen)
-    pngs = render(deck, tmp_path / "png")
+    pngs, _ = slides.preview(deck, tmp_path / "png", simple=simple)
     assert len(pngs) == 4
     sizes = {Image.open(p).size for p in pngs}
     assert len(sizes) == 1 and abs(next(iter(sizes))[1] - size[1]) <= 2 and next(iter(sizes))[0] == size[0]
@@ -69,15 +68,18 @@ def test_whole_slides_at_the_decks_aspect_ratio_in_order(render, widescreen, siz
 
 @needs_libreoffice
 def test_libreoffice_keeps_slide_order_past_nine(tmp_path):
-    deck = make_deck(tmp_path / "deck.pptx", 11, bullets=["one point"])
-    pngs = slides.render_libreoffice(deck, tmp_path / "png")
-    assert [slides._page(p) for p in pngs] == list(range(1, 12))
+    deck = make_deck(tmp_path / "deck.pptx", 11)
+    pngs, how = slides.preview(deck, tmp_path / "png")
+    assert how == "LibreOffice" and [p.name for p in pngs] == [f"slide-{i:02d}.png" for i in range(1, 12)]
+    amounts = [ink(p) for p in pngs]
+    # slide i has i bullets (LibreOffice shrinks the text of the fullest two): pages 10 and 11 come last
+    assert amounts[:9] == sorted(amounts[:9]) and min(amounts[9:]) > amounts[2], amounts
 
 
 def test_simple_renderer_shrinks_a_full_slide_instead_of_cutting_it(tmp_path):
     long = [f"Bullet {i}: a long point that wraps over more than one line on a slide of this width" for i in range(14)]
     deck = make_deck(tmp_path / "deck.pptx", 1, bullets=long)
-    (png,) = slides.render_simple(deck, tmp_path / "png")
+    (png,), _ = slides.preview(deck, tmp_path / "png", simple=True)
     w, h = Image.open(png).size
     # every bullet was drawn (the title and 14 bullets, some wrapped) and the bottom margin stayed empty (bar
     # the page number at the right)
