@@ -208,7 +208,8 @@ def decks(root: Path) -> list[Path]:
 
 
 def sweep(base: Path = RUNS, ttl: float = TTL_SECONDS, cap: int = DISK_CAP, keep: set[Path] = frozenset()) -> None:
-    """Remove run folders older than ttl, then the oldest until all fit in cap; never one in `keep`."""
+    """Remove run folders older than ttl, then the oldest finished ones until all fit in cap; never one in
+    `keep` (the asking session's)."""
     if not base.is_dir():
         return
     now, runs = time.time(), []
@@ -225,6 +226,8 @@ def sweep(base: Path = RUNS, ttl: float = TTL_SECONDS, cap: int = DISK_CAP, keep
     for _, d in runs:
         if total <= cap:
             break
+        if os.path.ismount(d / "work"):  # a run in progress: its folder goes with its TTL, not with the cap
+            continue
         RunFolder(d).remove()
         total -= sizes[d]
 

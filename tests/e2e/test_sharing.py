@@ -216,7 +216,7 @@ def test_stop_during_a_sleeping_step_returns_within_two_seconds_and_a_full_queue
     owner = Client(url, auth=(USER, PASSWORD), verbose=False)
     job = owner.submit("Make a deck about cats that sleep", False, False, 2, "code", api_name="/agent")
     deadline = time.monotonic() + 120
-    while not list(runs.glob("*/started.pptx")):
+    while not list(runs.glob("*/work/started.pptx")):
         assert time.monotonic() < deadline and not job.done(), "the scripted step never started"
         time.sleep(0.2)
     time.sleep(0.5)  # now well inside its time.sleep(60)

@@ -289,3 +289,27 @@ def test_a_zip_bomb_deck_is_refused_by_the_confined_reader_and_renderer(tmp_path
         slides.preview(bomb, tmp_path / "previews", simple=True)
     assert time.monotonic() - t0 < 60
     assert slides.slide_texts(plain) == [("Hi", [])]  # and the reader itself still works
+
+
+@confined
+def test_run_folders_go_after_their_ttl_and_past_the_disk_cap_mounts_included(tmp_path):
+    base = tmp_path / "runs"
+    folders = []
+    for i, age in enumerate((7200, 600, 300, 60)):  # seconds old
+        ex = SandboxExecutor(base / f"r{i}", IMPORTS)
+        ex.run(f"open('data.bin', 'wb').write(b'x' * ({i + 1} << 20))", raw=True)
+        if i == 3:  # still running: its tmpfs stays mounted
+            live = ex
+        else:
+            ex.cleanup()
+        os.utime(base / f"r{i}", (time.time() - age, time.time() - age))
+        folders.append(base / f"r{i}")
+    try:
+        runfolder.sweep(base, ttl=3600, cap=3 << 20, keep={folders[1].resolve()})
+        # r0 is past the TTL; r1 is kept; r2 (3 MiB) goes for the cap; r3 (4 MiB) is still running
+        assert [f.exists() for f in folders] == [False, True, False, True]
+        runfolder.sweep(base, ttl=30, cap=1 << 40)
+        assert [f.exists() for f in folders] == [False, False, False, False]
+        assert not os.path.ismount(folders[3] / "work")
+    finally:
+        live.cleanup()
