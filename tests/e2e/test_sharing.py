@@ -262,11 +262,11 @@ def test_in_chromium_the_page_asks_for_a_login_and_stop_ends_a_sleeping_step(age
         page.locator("button", has_text="Login").click()
         page.wait_for_selector("#agent-run", timeout=60_000)
         assert "confined process" in page.locator("#agent-sandbox").inner_text()
-        before = set(runs.glob("*/started.pptx"))
+        before = set(runs.glob("*/work/started.pptx"))
         page.locator("#agent-task textarea").fill("A deck about owls that sleep all day")
         page.locator("#agent-run").click()
         deadline = time.monotonic() + 120
-        while not set(runs.glob("*/started.pptx")) - before:
+        while not set(runs.glob("*/work/started.pptx")) - before:
             assert time.monotonic() < deadline, "the scripted step never started"
             time.sleep(0.2)
         time.sleep(0.5)
