@@ -97,3 +97,28 @@ def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
 def mean(values: Sequence[float]) -> float | None:
     """Arithmetic mean, None when empty."""
     return sum(values) / len(values) if values else None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Number of leading tokens two sequences share."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def cached_prefix_tokens(prompt: Sequence[int], earlier: Sequence[Sequence[int]], block: int = 32) -> int:
+    """Prompt tokens a paged pipeline with prefix caching reads from its cache instead of computing: the longest
+    common prefix c with any earlier sequence whose KV it holds (prompt + generated, less the last token), cut
+    to whole `block`-token blocks unless c covers that earlier sequence entirely (its last, partial block is kept
+    too), and at most len(prompt) - 1 (the last prompt token is always computed). Derived, not reported by
+    OpenVINO GenAI 2026.4 (its block manager restores blocks by hash and does not count them); an upper bound
+    where the cache has evicted blocks."""
+    best = 0
+    for seq in earlier:
+        c = common_prefix(prompt, seq)
+        if c < len(seq):
+            c -= c % block
+        best = max(best, c)
+    return max(0, min(best, len(prompt) - 1))

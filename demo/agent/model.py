@@ -9,13 +9,26 @@ from typing import Iterator
 from smolagents.models import (ChatMessage, ChatMessageStreamDelta, MessageRole, Model, OpenAIServerModel, TokenUsage,
                                get_clean_message_list)
 
+from demo.agent import timing
 from demo.engine import Engine, Request
 from demo.engine.stream import cut_at_stop  # shared with the /v1 endpoint's replies
 
 
+def repeats_at_end(text: str, times: int = 4, min_period: int = 8, max_period: int = 160) -> bool:
+    """The text ends with the same piece of `min_period`..`max_period` characters written `times` times in a row,
+    within a line or across lines: a list literal that repeats the same three strings until max_new_tokens.
+    Pieces of one or two distinct characters ("--------", "    ") are layout, not a loop."""
+    for period in range(min_period, min(max_period, len(text) // times) + 1):
+        piece = text[-period:]
+        if len(set(piece)) > 2 and text.endswith(piece * times):
+            return True
+    return False
+
+
 def is_looping(text: str, repeats: int = 8) -> bool:
-    """A small model under greedy decoding can repeat the same lines until max_new_tokens; a line of
-    some length seen `repeats` times is that loop (an unrolled deck repeats its lines once per slide)."""
+    """A small model under greedy decoding can repeat itself until max_new_tokens: a line of some length seen
+    `repeats` times (an unrolled deck repeats its lines once per slide), or the same piece written four times in
+    a row at the end (repeats_at_end)."""
     counts: dict[str, int] = {}
     for line in text.splitlines():
         line = line.strip()
@@ -23,7 +36,11 @@ def is_looping(text: str, repeats: int = 8) -> bool:
             counts[line] = counts.get(line, 0) + 1
             if counts[line] >= repeats:
                 return True
-    return False
+    return repeats_at_end(text)
+
+
+class BudgetSpent(Exception):
+    """The agent run's wall-clock budget is spent."""
 
 
 def code_reply_prefix(stops: list[str] | None) -> str:
@@ -42,6 +59,15 @@ def _as_parts(message):
     return ChatMessage(role=MessageRole(role), content=[{"type": "text", "text": content}])
 
 
+def slim(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """A CodeAgent's history without smolagents' "Calling tools:" messages: each repeats, as a Python repr, the
+    code the assistant message before it already holds, so it only adds prompt tokens to read every later step."""
+    def text(m):
+        c = m.content
+        return c if isinstance(c, str) else "".join(p.get("text", "") for p in c or [] if isinstance(p, dict))
+    return [m for m in messages if not (m.role == MessageRole.TOOL_CALL and text(m).startswith("Calling tools:"))]
+
+
 class EngineModel(Model):
     """smolagents Model backed by the engine in this process; draft on or off per instance."""
 
@@ -53,6 +79,10 @@ class EngineModel(Model):
         self.cancel_event = threading.Event()
         # The "<code>" reply prefix helps only where the task is a deck; a plain question gets room to answer.
         self.code_prefix = True
+        self.ledger: timing.Ledger | None = None  # set per run by run_agent: where the time goes
+        self.deadline: float | None = None  # time.monotonic() at which the run's budget is spent
+        self.loops = 0  # replies cut as degenerate repetition
+        self.slim_history = True  # leave out smolagents' "Calling tools:" copy of a CodeAgent step's code
 
     @property
     def supports_stop_parameter(self) -> bool:
@@ -60,6 +90,8 @@ class EngineModel(Model):
 
     def _request(self, messages, stop_sequences) -> Request:
         messages = [_as_parts(m) for m in messages]
+        if self.slim_history and "</code>" in (stop_sequences or []):
+            messages = slim(messages)
         clean = get_clean_message_list(messages, role_conversions={MessageRole.TOOL_RESPONSE: MessageRole.USER,
                                                                    MessageRole.TOOL_CALL: MessageRole.ASSISTANT},
                                        flatten_messages_as_text=True)
@@ -71,7 +103,7 @@ class EngineModel(Model):
 
     def generate_stream(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
                         **kwargs) -> Iterator[ChatMessageStreamDelta]:
-        run = self.engine.start(self._request(messages, stop_sequences))
+        run = self._start(self._request(messages, stop_sequences))
         text, first = "", True
         if run.request.reply_prefix:
             yield ChatMessageStreamDelta(content=run.request.reply_prefix)
@@ -79,33 +111,56 @@ class EngineModel(Model):
             # never stream past a stop sequence, even when it arrives split over two steps
             new = cut_at_stop(text + event.text, stop_sequences)[len(text):]
             text += new
-            if self.cancel_event.is_set() or ("\n" in new and is_looping(text)):
-                run.cancel()
+            self._watch(run, text, new)
             usage = TokenUsage(input_tokens=run.prompt_tokens if first else 0,
                                output_tokens=len(event.tokens))
             first = False
             if new:
                 yield ChatMessageStreamDelta(content=new, token_usage=usage)
-        self._account(run.result)
+        self._account(run)
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
                  **kwargs) -> ChatMessage:
-        run = self.engine.start(self._request(messages, stop_sequences))
+        run = self._start(self._request(messages, stop_sequences))
         text = ""
         for event in run:
             text += event.text
-            if self.cancel_event.is_set() or ("\n" in event.text and is_looping(text)):
-                run.cancel()  # a loop ends the step early; the agent sees the cut reply and tries again
+            self._watch(run, text, event.text)
         res = run.result
-        self._account(res)
+        self._account(run)
         text = run.request.reply_prefix + cut_at_stop(res.text, stop_sequences)
         return ChatMessage(role=MessageRole.ASSISTANT, content=text,
                            token_usage=TokenUsage(input_tokens=res.prompt_tokens, output_tokens=len(res.tokens)),
                            raw={"lane": res.lane, "tokens_per_second": res.tokens_per_second})
 
-    def _account(self, res) -> None:
+    def _start(self, request: Request):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise BudgetSpent("the run's time budget is spent")
+        run = self.engine.start(request)
+        run.looped = run.out_of_time = False
+        return run
+
+    def _watch(self, run, text: str, new: str) -> None:
+        """Cancel the generation on Stop, when the budget is spent, or when it repeats itself (the agent sees the
+        cut reply and tries again)."""
+        if self.cancel_event.is_set():
+            run.cancel()
+        elif self.deadline is not None and time.monotonic() >= self.deadline:
+            run.out_of_time = True
+            run.cancel()
+        elif not run.looped and new and is_looping(text):
+            run.looped = True
+            self.loops += 1
+            run.cancel()
+
+    def _account(self, run) -> None:
+        res = run.result
         self.generated_tokens += len(res.tokens)
         self.generation_seconds += res.seconds
+        if self.ledger is not None:
+            self.ledger.model_call(timing.call_from_result(res, self.ledger.step_of(), run.looped))
+        if run.out_of_time:
+            raise BudgetSpent("the run's time budget is spent")
 
 
 class EndpointModel(OpenAIServerModel):
@@ -122,6 +177,9 @@ class EndpointModel(OpenAIServerModel):
         self.code_prefix = True  # set per task by run_agent, as on EngineModel
         self.generated_tokens = 0
         self.generation_seconds = 0.0
+        self.ledger: timing.Ledger | None = None
+        self.deadline: float | None = None  # checked before each call; a call in flight runs to its end
+        self.loops = 0
 
     def prefill(self, stop_sequences: list[str] | None) -> str:
         """The start of the reply, written for the model to continue (own endpoint only)."""
@@ -140,11 +198,19 @@ class EndpointModel(OpenAIServerModel):
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
                  **kwargs) -> ChatMessage:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise BudgetSpent("the run's time budget is spent")
         t0 = time.monotonic()
         msg = super().generate(messages, stop_sequences=stop_sequences, response_format=response_format,
                                tools_to_call_from=tools_to_call_from, **kwargs)
-        self.generation_seconds += time.monotonic() - t0
-        self.generated_tokens += msg.token_usage.output_tokens if msg.token_usage else 0
+        seconds = time.monotonic() - t0
+        self.generation_seconds += seconds
+        usage = msg.token_usage
+        self.generated_tokens += usage.output_tokens if usage else 0
+        if self.ledger is not None:  # an endpoint reports no first-token time: the whole call counts as decode
+            self.ledger.model_call(timing.ModelCall(self.ledger.step_of(), "endpoint",
+                                                    usage.input_tokens if usage else 0, None,
+                                                    usage.output_tokens if usage else 0, 0.0, seconds))
         return msg
 
 

@@ -12,12 +12,19 @@ class SearchTool(Tool):
     inputs = {"query": {"type": "string", "description": "The search query."}}
     output_type = "string"
 
-    def __init__(self, max_results: int = 5):
+    def __init__(self, max_results: int = 5, ledger=None):
         super().__init__()
         self.max_results = max_results
+        self.ledger = ledger  # demo.agent.timing.Ledger: searches count as search_s
         self._inner = None
 
     def forward(self, query: str) -> str:
+        if self.ledger is None:
+            return self._search(query)
+        with self.ledger.timed("search_s"):
+            return self._search(query)
+
+    def _search(self, query: str) -> str:
         try:
             if self._inner is None:
                 self._inner = DuckDuckGoSearchTool(max_results=self.max_results)

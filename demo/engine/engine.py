@@ -14,12 +14,16 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from demo import metrics
 from demo.catalog import Prepared
 from demo.engine.request import (BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND, DEFAULT_PROPERTIES,
                                  EXACT_PROPERTIES, LANES, SCHEDULER, EngineError, Request, generation_config,
                                  validate)
 from demo.engine.result import RunResult, summarize
 from demo.engine.stream import IncrementalDecoder, Run, StepEvent, _Streamer
+
+
+KV_SEEN = 16  # sequences remembered per pipeline to derive its prefix-cache hits (metrics.cached_prefix_tokens)
 
 
 class Engine:
@@ -51,6 +55,8 @@ class Engine:
         self._lock = threading.Lock()
         self.target_ms_per_token: float | None = None  # updated by every baseline run
         self.max_context = _max_context(prepared.target)
+        # per pipeline, the token sequences whose KV its prefix cache may hold: cached tokens are derived from these
+        self._kv_seen: dict[tuple, list[list[int]]] = {}
 
     # ------------------------------------------------------------- pipelines
 
@@ -201,6 +207,9 @@ class Engine:
             pipe = self.pipeline(req.lane, req.draft, req.pipeline_instance)
             ids = self.encode(req)
             run.prompt_tokens = len(ids)
+            key = (req.lane, req.draft, req.pipeline_instance)
+            cached = metrics.cached_prefix_tokens(ids, self._kv_seen.get(key, ())) \
+                if req.lane != "baseline" or self.baseline_backend == "paged" else 0
             cfg = generation_config(req)
             tok = pipe.get_tokenizer()
             t0 = time.monotonic()
@@ -219,13 +228,14 @@ class Engine:
             run._thread = threading.Thread(target=work, name=f"generate-{req.lane}", daemon=True)
             run._thread.start()
             try:
-                yield from self._collect(run, req, ids, tok, box)
+                yield from self._collect(run, req, ids, tok, box, cached)
             finally:  # the consumer may have gone away (Stop, page closed): stop the pipeline first
                 if run.result is None:
                     run.cancel_event.set()
                 run._thread.join()
 
-    def _collect(self, run: Run, req: Request, ids: list[int], tok, box: dict) -> Iterator[StepEvent]:
+    def _collect(self, run: Run, req: Request, ids: list[int], tok, box: dict,
+                 cached: int = 0) -> Iterator[StepEvent]:
         decoder = IncrementalDecoder(tok.decode)
         times, counts, acc = [], [], []
         while (item := run._queue.get()) is not None:
@@ -244,7 +254,11 @@ class Engine:
         if list(res.tokens[0]) != tokens and not run.cancel_event.is_set():
             tokens = list(res.tokens[0])  # trust the pipeline's answer over the stream
         run.result = summarize(req, ids, tokens, tok.decode(tokens), times, counts, acc, box["end"], res,
-                               run.cancel_event.is_set(), self.target_ms_per_token)
+                               run.cancel_event.is_set(), self.target_ms_per_token, cached_tokens=cached)
+        # the last generated token is never fed back, so its KV does not exist; keep the last few sequences
+        seen = self._kv_seen.setdefault((req.lane, req.draft, req.pipeline_instance), [])
+        seen.append(ids + tokens[:-1])
+        del seen[:-KV_SEEN]
         if req.lane == "baseline" and not req.do_sample and run.result.target_ms_per_step:
             self.target_ms_per_token = run.result.target_ms_per_step
 

@@ -43,13 +43,18 @@ class RunResult:
     # and how many steps those shares are over (see position_acceptance); None where it cannot be known
     per_position_acceptance: list[float] | None = None
     per_position_steps: int | None = None
+    # prompt tokens read from the pipeline's prefix cache (derived: metrics.cached_prefix_tokens), and the first
+    # (prefill) step of each model in ms from GenAI's raw metrics; the draft's only on the speculative lane
+    cached_tokens: int | None = None
+    prefill_ms: float | None = None
+    draft_prefill_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res, cancelled,
-              target_ms_per_token: float | None) -> RunResult:
+              target_ms_per_token: float | None, cached_tokens: int | None = None) -> RunResult:
     """The RunResult of a finished run, from its per-step record and GenAI's perf metrics."""
     n, steps = len(tokens), len(times)
     accepted = drafted = draft_ms = target_step_ms = None
@@ -57,6 +62,11 @@ def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res,
     gamma = alpha = theory = c = None
     ext = getattr(res, "extended_perf_metrics", None)
     raw_main = res.perf_metrics.raw_metrics
+    prefill_ms, draft_prefill_ms = _first(raw_main.m_times_to_first_token), None
+    if req.lane == "speculative" and ext is not None and hasattr(ext, "draft_model_metrics"):
+        # per model, GenAI's speculative pipeline records every step, the first (prefill) one included
+        prefill_ms = _first(ext.main_model_metrics.raw_metrics.m_durations)
+        draft_prefill_ms = _first(ext.draft_model_metrics.raw_metrics.m_durations)
     if req.lane == "baseline":
         target_step_ms = _decode_step_ms(raw_main)
         if target_step_ms and not req.do_sample:
@@ -103,7 +113,8 @@ def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res,
         target_ms_per_token=target_ms_per_token, c=c, theoretical_speedup=theory,
         cancelled=cancelled, sampled=req.do_sample,
         step_times=times, step_counts=counts, step_accepted=acc,
-        per_position_acceptance=per_position, per_position_steps=per_position_steps)
+        per_position_acceptance=per_position, per_position_steps=per_position_steps,
+        cached_tokens=cached_tokens, prefill_ms=prefill_ms, draft_prefill_ms=draft_prefill_ms)
 
 
 def position_acceptance(step_accepted: list[int], step_counts: list[int], gamma: int,
@@ -128,3 +139,9 @@ def _decode_step_ms(raw) -> float | None:
     """Mean duration of a model's steps after the first (prefill) one, in ms, from GenAI's raw metrics."""
     step_us = list(raw.m_durations)[1:]
     return metrics.mean(step_us) / 1000.0 if step_us else None
+
+
+def _first(values) -> float | None:
+    """The first of GenAI's raw durations in ms (its Python API gives them in microseconds), None if none."""
+    values = list(values)
+    return float(values[0]) / 1000.0 if values else None

@@ -141,7 +141,9 @@ def test_cli_json(qwen2_pair, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(got) == {"final_answer", "files", "steps", "seconds", "speculative", "tokens"}
+    assert set(got) == {"final_answer", "files", "steps", "seconds", "speculative", "tokens", "budget_seconds",
+                        "budget_spent", "loops", "breakdown"}
+    assert got["budget_seconds"] == 120 and not got["budget_spent"] and got["breakdown"]["decode_tokens"] == got["tokens"]
     assert got["speculative"] is True and got["steps"] >= 1 and got["tokens"] > 0
     assert "[step 1]" in out.stderr
 
