@@ -170,14 +170,35 @@ def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
         return False, f"{hub_endpoint()} unreachable ({reason})"
 
 
+# what an OpenVINO IR repository must hold to be served; huggingface_hub only checks that a snapshot folder
+# exists, and a download cut short leaves one with some files missing
+IR_FILES = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml", "openvino_detokenizer.xml",
+            "config.json")
+
+
+def startup_models(preset: Preset) -> list[ModelSpec]:
+    """What the app starts with: the target, the default draft and the drafts that one is made from (the others
+    are prepared when first selected, so a first start downloads only these)."""
+    by_name = {d.name: d for d in preset.drafts}
+    specs, name = [preset.target], preset.default_draft
+    while name in by_name and by_name[name] not in specs:
+        spec = by_name[name]
+        specs.append(spec)
+        name = spec.trim_head_of or (spec.source.base if isinstance(spec.source, DeltaSource) else None)
+    return specs
+
+
 def hub_models_cached(preset: Preset) -> bool:
-    """True when every hub repository of the preset is complete in the local Hugging Face cache."""
+    """True when the hub repositories the app starts with (startup_models) are complete in the local Hugging
+    Face cache."""
     from huggingface_hub import snapshot_download
 
-    for spec in (preset.target, *preset.drafts):
+    for spec in startup_models(preset):
         try:
-            snapshot_download(str(spec.source), local_files_only=True)
+            folder = Path(snapshot_download(str(spec.source), local_files_only=True))
         except Exception:
+            return False
+        if not all((folder / name).is_file() for name in IR_FILES):  # is_file: a symlink to a present blob
             return False
     return True
 

@@ -10,6 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
 
+pytest_plugins = ["qwen3_standin"]  # the qwen3-8b preset's offline stand-in and its fixtures
+
 from demo.catalog import Prepared  # noqa: E402
 from demo.models import prepare  # noqa: E402
 
