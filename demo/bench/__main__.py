@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--settle takes 0 to 60 seconds")
         ready = prepare.prepare_from_args(args)
         engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, properties=args.properties,
-                        draft_properties=args.draft_properties, exact=args.exact)
+                        draft_properties=args.draft_properties, exact=args.exact,
+                        keep_pipelines=None)  # its lanes interleave prompt by prompt: every pipeline stays
         report = run_bench(engine, prompts, lanes, args.max_new_tokens, args.num_assistant_tokens, args.repeats,
                            args.confidence_threshold, args.settle, compare)
     except (ValueError, OSError, PrepareError, EngineError) as exc:

@@ -8,17 +8,20 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Iterator
 
 from demo import metrics
 from demo.catalog import Prepared
+from demo.engine import memory
 from demo.engine.request import (BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND, DEFAULT_PROPERTIES,
-                                 EXACT_PROPERTIES, LANES, SCHEDULER, EngineError, Request, generation_config,
-                                 validate)
+                                 EXACT_PROPERTIES, LANES, MAX_CONTEXT_TOKENS, EngineError, Request,
+                                 generation_config, scheduler, validate)
 from demo.engine.result import RunResult, summarize
 from demo.engine.stream import IncrementalDecoder, Run, StepEvent, _Streamer
 
@@ -27,11 +30,18 @@ KV_SEEN = 16  # sequences remembered per pipeline to derive its prefix-cache hit
 
 
 class Engine:
-    """Pipelines of one prepared preset, created on first use and kept; one generation at a time."""
+    """Pipelines of one prepared preset, created on first use; one generation at a time.
+
+    Memory is bounded: every paged pipeline has a fixed KV cache of max_context tokens (request.scheduler), and
+    at most `keep_pipelines` pipelines stay loaded, each holding its own copy of the target: past that, the one
+    used longest ago goes (never the baseline), so trying every draft does not stack up copies. None keeps all
+    (the bench, which interleaves its lanes prompt by prompt)."""
 
     def __init__(self, prepared: Prepared, device: str = "CPU", draft_device: str | None = None,
                  properties: dict | None = None, draft_properties: dict | None = None,
-                 baseline_backend: str = DEFAULT_BASELINE_BACKEND, exact: bool = False):
+                 baseline_backend: str = DEFAULT_BASELINE_BACKEND, exact: bool = False,
+                 keep_pipelines: int | None = 2, max_context: int = MAX_CONTEXT_TOKENS,
+                 compiled_cache: Path | None = None):
         import openvino_genai
 
         if baseline_backend not in BASELINE_BACKENDS:
@@ -47,14 +57,21 @@ class Engine:
         if draft_properties is None:  # exact: the draft keeps the fast default (see EXACT_PROPERTIES)
             draft_properties = DEFAULT_PROPERTIES if exact and cpu and properties is None else self.properties
         self.draft_properties = dict(draft_properties)
+        # OpenVINO's compiled-model cache (CACHE_DIR): a restart imports the compiled models instead of compiling
+        self._cache = {"CACHE_DIR": str(compiled_cache)} if compiled_cache else {}
         self.exact = exact
         self.baseline_backend = baseline_backend
-        self._pipes: dict[tuple, object] = {}
+        self._pipes: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
+        self.keep_pipelines = keep_pipelines
         self._pipe_settings: dict[str, dict] = {}  # lane -> the backend and scheduler its pipeline was built with
         self._load_errors: dict[tuple, str] = {}
         self._lock = threading.Lock()
+        self._state = threading.Lock()  # guards the next two
+        self._waiting = 0  # foreground runs waiting for the lock (see _turn)
+        self._background: threading.Event | None = None  # the cancel event of a background run in progress
         self.target_ms_per_token: float | None = None  # updated by every baseline run
-        self.max_context = _max_context(prepared.target)
+        self.max_context = min(_max_context(prepared.target) or max_context, max_context)
+        self.scheduler = scheduler(self.device, self.max_context)
         # per pipeline, the token sequences whose KV its prefix cache may hold: cached tokens are derived from these
         self._kv_seen: dict[tuple, list[list[int]]] = {}
 
@@ -76,7 +93,7 @@ class Engine:
     def settings(self) -> dict:
         """What the numbers were measured with."""
         return {"device": self.device, "draft_device": self.draft_device, "baseline_backend": self.baseline_backend,
-                "scheduler": _jsonable(SCHEDULER), "exact": self.exact, "properties": self.properties,
+                "scheduler": _jsonable(self.scheduler), "exact": self.exact, "properties": self.properties,
                 "draft_properties": self.draft_properties}
 
     def lane_settings(self, lane: str) -> dict | None:
@@ -94,6 +111,7 @@ class Engine:
         if key in self._load_errors:
             raise EngineError(self._load_errors[key])
         if key not in self._pipes:
+            self._make_room()
             try:
                 self._pipes[key] = self._load(lane, key[1])
             except EngineError:
@@ -102,7 +120,25 @@ class Engine:
                 what = f"draft {draft!r}" if lane == "speculative" else f"{lane} pipeline"
                 self._load_errors[key] = f"could not load the {what}: {type(exc).__name__}: {exc}"
                 raise EngineError(self._load_errors[key]) from exc
+        self._pipes.move_to_end(key)
         return self._pipes[key]
+
+    def _make_room(self) -> None:
+        """Unload the least recently used pipelines other than the baseline until one more fits the bound."""
+        while self.keep_pipelines and len(self._pipes) >= self.keep_pipelines:
+            old = next((k for k in self._pipes if k != ("baseline", None, None)), None)
+            if old is None:
+                return
+            del self._pipes[old]  # GenAI frees the compiled model and its KV cache with the last reference
+            self._kv_seen.pop(old, None)  # a reloaded pipeline starts with an empty prefix cache
+
+    def loaded(self) -> list[tuple]:
+        """(lane, draft, instance) of the pipelines in memory, least recently used first."""
+        return list(self._pipes)
+
+    def memory(self) -> str:
+        """This process's resident memory now and at its peak, for the UI."""
+        return memory.describe()
 
     def _load(self, lane: str, draft: str | None):
         g = self.ov_genai
@@ -110,7 +146,7 @@ class Engine:
         if lane not in LANES:
             raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
         if lane == "baseline" and self.baseline_backend == "stateful":
-            pipe = g.LLMPipeline(target, self.device, ATTENTION_BACKEND="SDPA", **self.properties)
+            pipe = g.LLMPipeline(target, self.device, ATTENTION_BACKEND="SDPA", **self.properties, **self._cache)
             self._pipe_settings[lane] = {"backend": "stateful", "scheduler": None}
             return pipe
         # Every other pipeline is paged with one and the same scheduler (request.SCHEDULER), passed explicitly;
@@ -119,23 +155,24 @@ class Engine:
         sched = None if npu else self._scheduler_config()
         paged = {} if npu else {"scheduler_config": sched}
         if lane == "baseline":
-            pipe = g.LLMPipeline(target, self.device, **paged, **self.properties)
+            pipe = g.LLMPipeline(target, self.device, **paged, **self.properties, **self._cache)
         elif lane == "prompt-lookup":
-            pipe = g.LLMPipeline(target, self.device, prompt_lookup=True, **paged, **self.properties)
+            pipe = g.LLMPipeline(target, self.device, prompt_lookup=True, **paged, **self.properties, **self._cache)
         else:
             path = self.prepared.drafts.get(draft)
             if path is None:
                 raise EngineError(f"unknown draft {draft!r}; this preset has: {', '.join(self.drafts) or 'none'}")
             # no scheduler_config here: GenAI gives a draft without one the main model's scheduler
-            dm = g.draft_model(str(path), self.draft_device, **self.draft_properties)
-            pipe = g.LLMPipeline(target, self.device, draft_model=dm, **paged, **self.properties)
+            dm = g.draft_model(str(path), self.draft_device, **self.draft_properties, **self._cache)
+            pipe = g.LLMPipeline(target, self.device, draft_model=dm, **paged, **self.properties, **self._cache)
         self._pipe_settings[lane] = {"backend": "device default" if npu else "paged",
-                                     "scheduler": None if npu else _jsonable({k: getattr(sched, k) for k in SCHEDULER})}
+                                     "scheduler": None if npu else _jsonable({k: getattr(sched, k)
+                                                                              for k in self.scheduler})}
         return pipe
 
     def _scheduler_config(self):
         cfg = self.ov_genai.SchedulerConfig()
-        for name, value in SCHEDULER.items():
+        for name, value in self.scheduler.items():
             setattr(cfg, name, value)
         return cfg
 
@@ -167,7 +204,7 @@ class Engine:
         ids = tok.encode(text, add_special_tokens=not req.chat).input_ids.data[0].tolist()
         if self.max_context and len(ids) + req.max_new_tokens > self.max_context:
             raise EngineError(f"the prompt has {len(ids)} tokens; with {req.max_new_tokens} new tokens it exceeds "
-                              f"the model's context of {self.max_context} tokens: shorten it")
+                              f"the context of {self.max_context} tokens this app allows: shorten it")
         return ids
 
     def complete_many(self, prompts: list[str], max_new_tokens: int) -> list[str]:
@@ -203,7 +240,7 @@ class Engine:
         import openvino as ov
 
         req = run.request
-        with self._lock:
+        with self._turn(run):
             pipe = self.pipeline(req.lane, req.draft, req.pipeline_instance)
             ids = self.encode(req)
             run.prompt_tokens = len(ids)
@@ -233,6 +270,37 @@ class Engine:
                 if run.result is None:
                     run.cancel_event.set()
                 run._thread.join()
+
+    @contextlib.contextmanager
+    def _turn(self, run: Run):
+        """Hold the engine for one run. A background run (the booth's attract loop) never waits ahead of anyone:
+        it starts only when nobody waits, and any other run cancels it at its next step and goes next."""
+        if run.request.background:
+            with self._state:
+                if self._waiting or not self._lock.acquire(blocking=False):
+                    raise EngineError("the engine is busy with another run")
+                self._background = run.cancel_event
+        else:
+            with self._state:
+                self._waiting += 1
+                if self._background is not None:
+                    self._background.set()
+            try:
+                self._lock.acquire()
+            finally:
+                with self._state:
+                    self._waiting -= 1
+        try:
+            yield
+        finally:
+            with self._state:
+                if run.request.background:
+                    self._background = None
+                self._lock.release()
+
+    def busy(self) -> bool:
+        """A run holds the engine or waits for it."""
+        return self._lock.locked() or self._waiting > 0
 
     def _collect(self, run: Run, req: Request, ids: list[int], tok, box: dict,
                  cached: int = 0) -> Iterator[StepEvent]:

@@ -27,15 +27,32 @@ SETTLE_SECONDS = 2.0
 # for comparison only: it caches no prompt prefixes, so next to a drafted lane it measures the backend too.
 BASELINE_BACKENDS = ("paged", "stateful")
 DEFAULT_BASELINE_BACKEND = "paged"
+# The longest context (prompt + new tokens) one request may have. It sizes every paged pipeline's KV cache, so
+# the app's memory has a ceiling: the race's prompts are ~100 tokens, an agent run's last step ~6k.
+MAX_CONTEXT_TOKENS = 8192
+# Tokens per KV block of the CPU plugin's paged attention (GenAI 2026.4); a GPU's is 16.
+KV_BLOCK_TOKENS = {"CPU": 32, "GPU": 16}
 # The scheduler of every paged pipeline (baseline, speculative, prompt lookup), passed explicitly so the lanes
-# differ by the draft alone. These are the values GenAI's LLMPipeline picks itself when none is given
-# (utils::get_latency_oriented_scheduler_config in openvino.genai 2026.4; a draft_model() given no scheduler
-# inherits the main model's):
+# differ by the draft alone. GenAI's LLMPipeline picks prefix caching on, no cache size and no batch cap when
+# none is given (utils::get_latency_oriented_scheduler_config in openvino.genai 2026.4): its KV cache then grows
+# with the longest context seen and keeps every prefix block, and a long prompt is read in one step whose
+# activations are as long as the prompt (docs/performance.md, section 18: 4.3 GB -> 10.4 GB after an 8.6k-token
+# prompt). Here three bounds, the same for every lane, so the baseline stays what a user gets without a draft:
 SCHEDULER = {
     "enable_prefix_caching": True,  # keep prompt KV blocks between calls: a shared system prompt is read once
-    "cache_size": 0,  # GB; 0 (with num_kv_blocks 0) lets the KV cache grow as needed
-    "max_num_batched_tokens": 2**64 - 1,  # no cap, so a long prompt is read in one step (SIZE_MAX in C++)
+    "cache_size": 0,  # GB; unused: num_kv_blocks (scheduler() sets it per device) takes precedence
+    # a long prompt is read 512 tokens per step (dynamic split-fuse): activations stay those of 512 tokens
+    "max_num_batched_tokens": 512,
+    "dynamic_split_fuse": True,
 }
+
+
+def scheduler(device: str, max_context: int = MAX_CONTEXT_TOKENS) -> dict:
+    """SCHEDULER with a fixed KV cache of max_context tokens on `device` (num_kv_blocks, plus room for a drafted
+    step's candidates): when full, prefix blocks are reused oldest first instead of the cache growing. A
+    draft_model() given no scheduler of its own gets the main model's, so the same number of (smaller) blocks."""
+    block = KV_BLOCK_TOKENS.get(device.split(".")[0], 16)
+    return {**SCHEDULER, "num_kv_blocks": -(-max_context // block) + 4}
 
 
 class EngineError(Exception):
@@ -62,6 +79,8 @@ class Request:
     # Runs with different instances never share a pipeline, hence never a prefix cache: the bench gives each
     # drafted lane its own, so that no lane finds the prompt that another lane with the same draft just read.
     pipeline_instance: str | None = None
+    # the booth's attract loop: gives way to any other run, which cancels it at its next step (Engine._turn)
+    background: bool = False
 
     @property
     def gamma(self) -> int | None:

@@ -178,7 +178,7 @@ def test_utf8_split_across_steps_is_joined(engine):
     (Request("hi", lane="speculative", draft="nope"), "unknown draft 'nope'"),
     (Request("hi", lane="speculative", do_sample=True), "sampling is allowed on the baseline lane only"),
     (Request("hi", max_new_tokens=0), "at least 1"),
-    (Request("hi " * 9000, max_new_tokens=100), "exceeds the model's context"),
+    (Request("hi " * 9000, max_new_tokens=100), "exceeds the context of"),
 ])
 def test_bad_requests_get_clear_messages(engine, req, msg):
     with pytest.raises(EngineError, match=msg):
@@ -188,3 +188,54 @@ def test_bad_requests_get_clear_messages(engine, req, msg):
 def test_sampling_on_baseline_is_labelled(engine):
     res = engine.generate(Request(PROMPT, max_new_tokens=8, do_sample=True))
     assert res.sampled and len(res.tokens) == 8
+
+
+def test_the_longest_allowed_context_fits_the_fixed_kv_cache(engine):
+    """The KV cache has a fixed size (request.scheduler): a prompt that fills the allowed context is served by
+    both lanes, and one token more is refused with a message instead of GenAI dropping the request."""
+    assert engine.scheduler["num_kv_blocks"] > 0 and engine.scheduler["max_num_batched_tokens"] == 512
+    tok = engine.tokenizer()
+    base = engine.encode(Request("hi"))
+    filler = engine.max_context - len(base) - 8 - 16
+    prompt = "hi" + " hi" * filler
+    n = len(engine.encode(Request(prompt, max_new_tokens=8)))
+    assert engine.max_context - 40 <= n + 8 <= engine.max_context, (n, tok)
+    for lane in ("baseline", "speculative"):
+        res = engine.generate(Request(prompt, lane=lane, max_new_tokens=8))
+        assert len(res.tokens) == 8
+    with pytest.raises(EngineError, match="exceeds the context"):
+        engine.generate(Request(prompt + " hi" * 64, max_new_tokens=8))
+
+
+def test_at_most_keep_pipelines_stay_loaded(qwen2_pair):
+    """Trying lane after lane does not stack up copies of the target: the least recently used goes, never the
+    baseline."""
+    eng = Engine(qwen2_pair, keep_pipelines=2)
+    for lane in ("baseline", "speculative", "prompt-lookup"):
+        eng.generate(Request("Write a function", lane=lane, max_new_tokens=4))
+    assert sorted(k[0] for k in eng.loaded()) == ["baseline", "prompt-lookup"]
+    eng.generate(Request("Write a function", lane="speculative", max_new_tokens=4))
+    assert sorted(k[0] for k in eng.loaded()) == ["baseline", "speculative"]
+    assert "memory" in eng.memory() and "GB" in eng.memory()
+
+
+def test_a_background_run_gives_way(engine):
+    """The booth's attract loop runs in the background: another run cancels it at its next step and goes next,
+    and a background run does not start while the engine is busy."""
+    import threading
+
+    bg = engine.start(Request("Write a long story about a dragon", max_new_tokens=200, background=True))
+    it = iter(bg)
+    next(it)  # the background run holds the engine
+    assert engine.busy()
+    done = {}
+    t = threading.Thread(target=lambda: done.setdefault("res", engine.generate(Request("hi", max_new_tokens=4))))
+    t.start()
+    for _ in it:
+        pass
+    t.join(timeout=60)
+    assert bg.result.cancelled and len(bg.result.tokens) < 200
+    assert len(done["res"].tokens) == 4
+    with engine._lock:  # busy: a background run refuses to start
+        with pytest.raises(EngineError, match="busy"):
+            engine.generate(Request("hi", max_new_tokens=4, background=True))
