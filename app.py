@@ -1,18 +1,20 @@
-"""Speculative decoding demo: python app.py [--preset NAME] [--host H] [--port P] [--share] [--auth U:P] [--api-key K].
-Serves the UI and, in the same process on the same engine, the OpenAI-compatible /v1 routes (demo/server/)."""
+"""Speculative decoding demo: python app.py [--preset NAME] [--all] [--host H] [--port P] [--share] [--auth U:P]
+[--api-key K] [--booth [--idle N]]. Serves the UI and, in the same process on the same engine, the
+OpenAI-compatible /v1 routes (demo/server/)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
+from demo import booth
 from demo.engine import BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND
 from demo.models import PrepareError, prepare
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    prepare.add_arguments(parser)
+    prepare.add_arguments(parser, lazy=True)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
@@ -35,27 +37,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openai-base-url", help="endpoint for --agent-backend http, e.g. OVMS's "
                                                   "http://localhost:8000/v3 (key: $OPENAI_API_KEY)")
     parser.add_argument("--openai-model", help="model name at --openai-base-url (default: the preset's name)")
+    parser.add_argument("--allow-unconfined", action="store_true",
+                        help="without bubblewrap installed, let the Agent tab run model-written code unconfined "
+                             "(loopback only; never when bubblewrap is installed but fails)")
+    parser.add_argument("--booth", action="store_true",
+                        help="attract loop: race the next of a curated set of prompts whenever nobody has used the "
+                             "page for --idle seconds; any input stops it")
+    parser.add_argument("--idle", type=float, default=booth.DEFAULT_IDLE_SECONDS, metavar="N",
+                        help=f"seconds without input before the attract loop races (default "
+                             f"{booth.DEFAULT_IDLE_SECONDS:.0f})")
     args = parser.parse_args(argv)
+    if args.allow_unconfined:
+        from demo.agent import jail
+
+        jail.allow_unconfined()
     from demo import limits, server
 
-    problem = limits.auth_problem(args.host, args.share, args.auth) or \
-        server.api_key_problem(args.host, args.share, args.api_key)
     try:
-        auth = limits.parse_auth(args.auth) if args.auth else None
-    except ValueError as exc:
-        problem = problem or str(exc)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    try:
-        ready = prepare.prepare_from_args(args)
-    except PrepareError as exc:
+        auth = server.check_launch(args.host, args.share, args.api_key, args.auth)
+        if args.idle <= 0:
+            raise ValueError("--idle takes a number of seconds above 0")
+        ready, later = prepare.prepare_with_pending(args)
+    except (ValueError, PrepareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from demo.views import blocks as ui
     from demo.engine import Engine
 
-    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, exact=args.exact)
+    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, exact=args.exact,
+                    compiled_cache=compiled_cache(args))
     engine.warm_up(log=lambda msg: print(f"[app] {msg}", file=sys.stderr, flush=True))
     print(f"serving {ready.preset}: target {ready.target}, drafts {', '.join(ready.drafts) or 'none'}",
           file=sys.stderr, flush=True)
@@ -69,9 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.auth == "generate":
         print(f"login: user {auth[0]}, password {auth[1]}", file=sys.stderr, flush=True)
     caps = limits.for_launch(args.host, args.share)
-    ui.launch(ui.build(engine, caps), host=args.host, port=args.port, share=args.share,
+    page = ui.build(engine, caps, later, args.idle if args.booth else None)
+    ui.launch(page, host=args.host, port=args.port, share=args.share,
               routes=server.router(engine, api_key=args.api_key).routes, auth=auth, limits=caps)
     return 0
+
+
+def compiled_cache(args) -> "Path | None":
+    """OpenVINO's compiled models under the model cache; $SPECDEMO_COMPILED_CACHE=0 turns it off (measuring)."""
+    if os.environ.get("SPECDEMO_COMPILED_CACHE", "1") == "0":
+        return None
+    from demo import catalog
+
+    return catalog.cache_root(args.cache_dir) / "compiled"
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""What a public app (a share link or a non-loopback address) demands: a login, and caps on what one visitor
-may ask for. Pure data and checks; app.py and the views apply them."""
+"""What a public app (a share link or a non-loopback address) allows one visitor to ask for: caps on sizes and
+queue. Pure data and checks; app.py and the views apply them (the login and API key: demo/server/access.py)."""
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from dataclasses import dataclass
 
 
@@ -46,22 +45,3 @@ def text_problem(text: str, limits: Limits, what: str = "prompt") -> str | None:
         return (f"The {what} has {len(text):,} characters; the limit{where} is {limits.prompt_chars:,}. "
                 f"Shorten it and run again.")
     return None
-
-
-def auth_problem(host: str, share: bool, auth: str | None) -> str | None:
-    """Why the app must not start as asked, or None: a public app needs --auth."""
-    if auth or for_launch(host, share) is LOCAL:
-        return None
-    where = "with --share" if share else f"on {host}"
-    return (f"serving the app {where} needs a login: pass --auth USER:PASSWORD, or --auth generate for a "
-            f"generated password")
-
-
-def parse_auth(value: str) -> tuple[str, str]:
-    """--auth USER:PASSWORD, or "generate": user "demo" with a random password (printed by the app)."""
-    if value == "generate":
-        return "demo", secrets.token_urlsafe(12)
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise ValueError("--auth takes USER:PASSWORD (both non-empty) or the word generate")
-    return user, password

@@ -13,7 +13,7 @@ object (in a stream, on the final chunk). Errors are OpenAI-style JSON, never a 
 
 A request's way through, one module each:
     routes.py       the /v1 routes, router() and create_app()
-    access.py       the API key: checked on every request, required beyond loopback
+    access.py       the login and the API key: checked at start (check_launch) and on every request
     schema.py       the request body (pydantic)
     plan.py         the body checked against the engine and turned into an engine Run
     gate.py         the FIFO queue in front of the engine
@@ -23,7 +23,7 @@ A request's way through, one module each:
     errors.py       ApiError and OpenAI's error JSON
     cli.py          python -m demo.serve
 """
-from demo.server.access import API_KEY_ENV, api_key_problem, own_base_url
+from demo.server.access import API_KEY_ENV, api_key_problem, check_launch, own_base_url
 from demo.server.cli import main
 from demo.server.completions import completion, stream
 from demo.server.errors import ApiError
@@ -35,5 +35,5 @@ from demo.server.schema import ChatRequest
 from demo.server.tool_calls import parse_tool_calls
 
 __all__ = ["API_KEY_ENV", "MAX_QUEUE", "ApiError", "ChatRequest", "Gate", "Plan", "Reply", "api_key_problem",
-           "completion", "create_app", "main", "model_list", "own_base_url", "parse_tool_calls", "plan", "router",
-           "speculative_stats", "stream", "usage"]
+           "check_launch", "completion", "create_app", "main", "model_list", "own_base_url", "parse_tool_calls", "plan",
+           "router", "speculative_stats", "stream", "usage"]

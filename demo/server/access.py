@@ -1,5 +1,6 @@
-"""Who may call /v1 and where it is: the API key check on every request, the rule that /v1 beyond loopback
-needs a key, and this process's own base URL."""
+"""Who may use the app and its /v1 routes: the rules that a public app needs a login and /v1 beyond loopback an
+API key (checked once, at start, by app.py and python -m demo.serve alike: check_launch), the key check on
+every request, and this process's own base URL."""
 from __future__ import annotations
 
 import secrets
@@ -31,6 +32,35 @@ def api_key_problem(host: str, share: bool, api_key: str | None) -> str | None:
     where = "with --share" if share else f"on {host}"
     return (f"serving /v1 {where} needs an API key: pass --api-key KEY or set {API_KEY_ENV} "
             f"(clients send it as the openai client's api_key)")
+
+
+def auth_problem(host: str, share: bool, auth: str | None) -> str | None:
+    """Why the app must not start as asked, or None: a public app needs --auth."""
+    if auth or not limits.for_launch(host, share).public:
+        return None
+    where = "with --share" if share else f"on {host}"
+    return (f"serving the app {where} needs a login: pass --auth USER:PASSWORD, or --auth generate for a "
+            f"generated password")
+
+
+def parse_auth(value: str) -> tuple[str, str]:
+    """--auth USER:PASSWORD, or "generate": user "demo" with a random password (printed by the app)."""
+    if value == "generate":
+        return "demo", secrets.token_urlsafe(12)
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth takes USER:PASSWORD (both non-empty) or the word generate")
+    return user, password
+
+
+def check_launch(host: str, share: bool, api_key: str | None, auth: str | None = None,
+                 ui: bool = True) -> tuple[str, str] | None:
+    """The one check before serving: the page's login (ui: app.py) and /v1's key. Returns the login as
+    (user, password) or None; raises ValueError with the message to print."""
+    problem = (auth_problem(host, share, auth) if ui else None) or api_key_problem(host, share, api_key)
+    if problem:
+        raise ValueError(problem)
+    return parse_auth(auth) if ui and auth else None
 
 
 def own_base_url(host: str, port: int) -> str:

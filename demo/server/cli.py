@@ -6,7 +6,7 @@ import os
 import sys
 
 from demo.engine import Engine
-from demo.server.access import API_KEY_ENV, api_key_problem
+from demo.server.access import API_KEY_ENV, check_launch
 from demo.server.gate import MAX_QUEUE
 from demo.server.routes import create_app
 
@@ -25,16 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue", type=int, default=MAX_QUEUE,
                         help=f"API requests admitted at once, running or waiting (default {MAX_QUEUE})")
     args = parser.parse_args(argv)
-    problem = api_key_problem(args.host, False, args.api_key)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    if args.max_queue < 1:
-        print("error: --max-queue must be at least 1", file=sys.stderr)
-        return 2
     try:
+        check_launch(args.host, False, args.api_key, ui=False)
+        if args.max_queue < 1:
+            raise ValueError("--max-queue must be at least 1")
         ready = prepare.prepare_from_args(args)
-    except PrepareError as exc:
+    except (ValueError, PrepareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import uvicorn

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import html
+import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -13,6 +15,10 @@ PROMPT_LOOKUP = "prompt lookup"
 # Seconds between UI refreshes while streaming: on a 2-core machine a browser redrawing the plot more often
 # takes CPU from the model and distorts the race it is showing.
 UPDATE_EVERY = 0.5
+# Races so far in this process: even ones run the baseline first, odd ones the drafted lane. With a browser on
+# the same machine the lane that ran first paid a longer time to first token (Chromium, 2 cores: 1419/809/550 ms
+# against 491/329/375 ms), so neither lane may always go first.
+_RACES = itertools.count()
 
 
 @dataclass
@@ -22,17 +28,18 @@ class Settings:
     confidence_threshold: float | None = None
     max_new_tokens: int = 128
     enable_thinking: bool = False
-    settle: float = SETTLE_SECONDS  # untimed pause between the lanes
+    settle: float = SETTLE_SECONDS  # untimed pause before each lane
+    background: bool = False  # the booth's attract loop: gives way to any visitor's run (Engine._turn)
 
     def request(self, prompt: str, lane: str) -> Request:
+        common = dict(max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking,
+                      background=self.background)
         if lane == "baseline":
-            return Request(prompt, max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking)
+            return Request(prompt, **common)
         if self.draft == PROMPT_LOOKUP:
-            return Request(prompt, lane="prompt-lookup", num_assistant_tokens=self.num_assistant_tokens,
-                           max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking)
+            return Request(prompt, lane="prompt-lookup", num_assistant_tokens=self.num_assistant_tokens, **common)
         return Request(prompt, lane="speculative", draft=self.draft, num_assistant_tokens=self.num_assistant_tokens,
-                       assistant_confidence_threshold=self.confidence_threshold,
-                       max_new_tokens=self.max_new_tokens, enable_thinking=self.enable_thinking)
+                       assistant_confidence_threshold=self.confidence_threshold, **common)
 
 
 @dataclass
@@ -47,6 +54,7 @@ class Lane:
     result: RunResult | None = None
     status: str = "waiting"
     error: str | None = None
+    order: int | None = None  # 1 when this lane ran first, 2 when second
     opens_thinking: bool | None = None  # a thinking model: whether the prompt opened <think> (None: it does not think)
 
     def add(self, text: str, draft_text: str, t: float, n_tokens: int) -> None:
@@ -90,8 +98,9 @@ def lane_html(lane: Lane, legend: bool = False) -> str:
     status = html.escape(lane.status)
     if lane.result is not None:
         r = lane.result
-        status = f"{len(r.tokens)} tokens in {r.seconds:.2f} s, {r.tokens_per_second or 0:.2f} tokens/s" + (
-            " (stopped)" if r.cancelled else "") + (" · still thinking: no answer yet" if still else "")
+        status = (f"{len(r.tokens)} tokens in {r.seconds:.2f} s, {r.tokens_per_second or 0:.2f} tokens/s end to end, "
+                  f"{fmt(r.tokens_per_second_after_first, '.2f')} decoding" + (" (stopped)" if r.cancelled else "") +
+                  (f" · ran {'first' if lane.order == 1 else 'second'}" if lane.order else "")) + (" · still thinking: no answer yet" if still else "")
     # both panes carry a key line, so their text boxes start at the same height and line up
     key = ('<div class="legend">' + ('<span class="acc">accepted draft tokens</span> ' if legend else "") +
            '<span class="tgt">tokens the target produced</span></div>')
@@ -121,7 +130,11 @@ def metrics_rows(base: RunResult | None, spec: RunResult | None) -> list[tuple[s
     """(label, baseline, drafted lane) rows for the metrics panel."""
     rows = [
         ("TTFT", fmt(base and base.ttft_ms, ".0f", " ms"), fmt(spec and spec.ttft_ms, ".0f", " ms")),
-        ("tokens/s", fmt(base and base.tokens_per_second, ".2f"), fmt(spec and spec.tokens_per_second, ".2f")),
+        ("tokens/s end to end", fmt(base and base.tokens_per_second, ".2f"),
+         fmt(spec and spec.tokens_per_second, ".2f")),
+        # after the first token: the decode speed, without the prompt's reading and a busy machine's first step
+        ("decode tokens/s", fmt(base and base.tokens_per_second_after_first, ".2f"),
+         fmt(spec and spec.tokens_per_second_after_first, ".2f")),
     ]
     if spec is not None:
         rows += [
@@ -146,9 +159,11 @@ def by_position(shares: list[float | None] | None) -> str:
 def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, settings: Settings) -> str:
     """The metrics panel as HTML: speedup, theory, identity, device and models."""
     measured = metrics.speedup(spec.seconds, base.seconds) if base and spec else None
+    decode = decode_speedup(base, spec)
     rows = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in metrics_rows(base, spec))
     lane_name = "prompt lookup" if settings.draft == PROMPT_LOOKUP else f"draft {settings.draft}"
-    head = f'<div class="speedup">speedup {fmt(measured, ".2f", "×")}</div>'
+    head = (f'<div class="speedup">speedup {fmt(measured, ".2f", "×")}</div>'
+            f'<div class="decode-speedup">end to end; decoding alone {fmt(decode, ".2f", "×")}</div>')
     theory = ""
     if spec is not None:
         theory = (f"<div>theoretical speedup {fmt(spec.theoretical_speedup, '.2f', '×')} "
@@ -167,6 +182,13 @@ def summary(base: RunResult | None, spec: RunResult | None, engine: Engine, sett
     return (f'{head}<table><tr><th></th><th>baseline</th><th>{html.escape(lane_name)}</th></tr>{rows}</table>'
             f'{theory}{same}<div class="models">{html.escape(engine.describe())}: target '
             f'{html.escape(engine.prepared.target_label)}, {html.escape(lane_name)}</div>')
+
+
+def decode_speedup(base: RunResult | None, spec: RunResult | None) -> float | None:
+    """The drafted lane's decode tokens/s over the baseline's (both after their first token)."""
+    b = base and base.tokens_per_second_after_first
+    s_ = spec and spec.tokens_per_second_after_first
+    return s_ / b if b and s_ else None
 
 
 def how_it_works(spec: RunResult | None) -> str:
@@ -193,10 +215,13 @@ class RaceRecord:
     lanes: list[Lane]
 
 
-def validate(engine: Engine, prompt: str, settings: Settings) -> str | None:
-    """A message for bad input, or None."""
+def validate(engine: Engine, prompt: str, settings: Settings, later=None) -> str | None:
+    """A message for bad input, or None. later: the OnDemand of drafts not prepared yet."""
     if not prompt or not prompt.strip():
         return "Type a prompt first."
+    if later is not None and settings.draft in later.pending() and settings.draft not in engine.drafts:
+        return (f"The draft {settings.draft} is still being prepared (see the message under the settings); "
+                f"run again when it is ready, or pick a prepared draft.")
     if settings.draft not in (*engine.drafts, PROMPT_LOOKUP):
         return f"Unknown draft {settings.draft!r}."
     try:
@@ -206,14 +231,22 @@ def validate(engine: Engine, prompt: str, settings: Settings) -> str | None:
     return None
 
 
-def run_race(engine: Engine, prompt: str, settings: Settings) -> Iterator[tuple[list[Lane], bool]]:
-    """Run baseline, then the drafted lane, one after the other on the same device (so neither slows the
-    other), yielding (lanes, finished) at most every UPDATE_EVERY seconds."""
+def run_race(engine: Engine, prompt: str, settings: Settings,
+             drafted_first: bool | None = None) -> Iterator[tuple[list[Lane], bool]]:
+    """Run both lanes one after the other on the same device (so neither slows the other), yielding
+    ([baseline, drafted], finished) at most every UPDATE_EVERY seconds. Which lane goes first alternates from race
+    to race (drafted_first overrides), and each starts after an untimed pause, so neither pays for what ran
+    before it (the other lane, the browser drawing the click)."""
     names = ["baseline", "prompt lookup" if settings.draft == PROMPT_LOOKUP else f"speculative ({settings.draft})"]
     lanes = [Lane(n) for n in names]
+    if drafted_first is None:
+        drafted_first = next(_RACES) % 2 == 1
+    order = [(lanes[1], "drafted"), (lanes[0], "baseline")] if drafted_first else \
+        [(lanes[0], "baseline"), (lanes[1], "drafted")]
     last = 0.0
-    for lane, kind in zip(lanes, ("baseline", "drafted")):
-        if kind == "drafted" and settings.settle > 0:
+    for n, (lane, kind) in enumerate(order, 1):
+        lane.order = n
+        if settings.settle > 0:
             lane.status = "waiting for the CPU to settle"
             yield lanes, False
             time.sleep(settings.settle)
@@ -234,6 +267,32 @@ def run_race(engine: Engine, prompt: str, settings: Settings) -> Iterator[tuple[
             lane.status, lane.error = "failed", str(exc)
         yield lanes, False
     yield lanes, True
+
+
+def prepare_draft(later, name: str, every: float = 1.0) -> Iterator[str]:
+    """Build a draft left for later (demo.models.prepare.OnDemand) in a thread, a progress line every `every`
+    seconds, then the outcome."""
+    from demo.models import PrepareError
+
+    box: dict = {}
+
+    def work():
+        try:
+            box["path"] = later.prepare(name)
+        except (PrepareError, OSError) as exc:
+            box["error"] = str(exc)
+
+    t0 = time.monotonic()
+    thread = threading.Thread(target=work, name=f"prepare-{name}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        yield (f"⏳ Preparing the draft {name}: {time.monotonic() - t0:.0f} s so far (about 1–3 minutes on a 2-core "
+               f"CPU; the other drafts stay usable, though slower while it converts).")
+        thread.join(every)
+    if "error" in box:
+        yield f"⚠️ The draft {name} could not be prepared: {box['error']}"
+    else:
+        yield f"✅ The draft {name} is ready ({time.monotonic() - t0:.0f} s); run the race."
 
 
 def replay_frames(record: RaceRecord, fps: float = 10.0) -> Iterator[list[Lane]]:

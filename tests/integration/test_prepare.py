@@ -175,3 +175,30 @@ def test_real_offline_pair(tmp_path):
     again = run_cli("--preset", "qwen2.5-coder-1.5b", "--json")
     assert json.loads(again.stdout.strip().splitlines()[-1]) == got
     assert time.monotonic() - t0 < 30
+
+
+def test_first_start_prepares_the_default_draft_only(qwen2_pair, work, tmp_path):
+    """A first start builds the target and the default draft; another draft is built on its first selection
+    (OnDemand) and found in the cache from then on."""
+    preset = Preset("two-drafts", "two drafts", ModelSpec("t", str(work / "qwen2-target"), "int4"),
+                    drafts=(ModelSpec("d-int8", str(work / "qwen2-draft"), "int8"),
+                            ModelSpec("d-int4", str(work / "qwen2-draft"), "int4")))
+    cache_dir = tmp_path / "cache"
+    ready = prepare.prepare(preset, cache_dir, drafts="default")
+    assert list(ready.drafts) == ["d-int8"]
+    assert sorted(p.name for p in (cache_dir / "two-drafts").iterdir() if cache.is_ir_folder(p)) == ["d-int8", "t"]
+    later = prepare.OnDemand(preset, cache_dir, ready)
+    assert later.pending() == ["d-int4"]
+    path = later.prepare("d-int4")
+    assert cache.is_ir_folder(path) and ready.drafts["d-int4"] == path and later.pending() == []
+    again = prepare.prepare(preset, cache_dir, drafts="default")  # a restart: both found, nothing built
+    assert list(again.drafts) == ["d-int8", "d-int4"]
+    with pytest.raises(PrepareError, match="no draft 'nope'"):
+        prepare.prepare(preset, cache_dir, drafts=["nope"])
+
+
+def test_default_draft_brings_what_it_is_made_from():
+    offline = catalog.PRESETS[catalog.OFFLINE_PRESET]
+    default = prepare.wanted_drafts(offline, "default")
+    assert default == {offline.default_draft, offline.drafts[0].trim_head_of}
+    assert prepare.wanted_drafts(offline, "all") == {d.name for d in offline.drafts}

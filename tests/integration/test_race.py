@@ -15,7 +15,7 @@ PROMPT = "Write a function that adds two numbers"
 def finished(engine):
     settings = race.Settings(draft=engine.drafts[0], num_assistant_tokens=4, max_new_tokens=40, settle=0.5)
     states, statuses, stamps = [], [], []
-    for lanes, done in race.run_race(engine, PROMPT, settings):
+    for lanes, done in race.run_race(engine, PROMPT, settings, drafted_first=False):
         states.append((lanes, done))
         statuses.append(tuple(lane.status for lane in lanes))  # lanes are updated in place: snapshot
         stamps.append(time.monotonic())
@@ -36,6 +36,23 @@ def test_race_runs_lanes_one_after_the_other(finished):
     assert pause >= settings.settle  # the untimed pause between the lanes, shown as such
     assert any(acc for _, acc in spec.pieces) and any(not acc for _, acc in spec.pieces)
     assert not any(acc for _, acc in base.pieces)
+
+
+def test_lanes_take_turns_going_first(engine):
+    """The lane that runs first pays for what ran before it (a browser drawing the click): races alternate
+    which lane goes first, each lane starts after the untimed pause, and the summary shows decode tokens/s."""
+    settings = race.Settings(draft=engine.drafts[0], max_new_tokens=8, settle=0.1)
+    firsts = []
+    for _ in range(2):
+        statuses = [tuple(lane.status for lane in lanes) for lanes, _ in race.run_race(engine, PROMPT, settings)]
+        running = next(s for s in statuses if "running" in s)
+        firsts.append("baseline" if running[0] == "running" else "drafted")
+        assert statuses[0] in {("waiting for the CPU to settle", "waiting"), ("waiting", "waiting for the CPU to settle")}
+    assert sorted(firsts) == ["baseline", "drafted"]
+    lanes, _ = list(race.run_race(engine, PROMPT, settings, drafted_first=True))[-1]
+    assert [lane.order for lane in lanes] == [2, 1] and "ran first" in race.lane_html(lanes[1])
+    html = race.summary(lanes[0].result, lanes[1].result, engine, settings)
+    assert "decode tokens/s" in html and "decoding alone" in html
 
 
 def test_lane_html_marks_accepted_text_and_escapes(finished):
@@ -98,7 +115,7 @@ def test_how_it_works_plugs_in_numbers(finished):
 @pytest.mark.parametrize("prompt,draft,msg", [
     ("  ", None, "Type a prompt"),
     ("hi", "nope", "Unknown draft"),
-    ("hi " * 9000, None, "exceeds the model's context"),
+    ("hi " * 9000, None, "exceeds the context of"),
 ])
 def test_validate_bad_input(engine, prompt, draft, msg):
     settings = race.Settings(draft=draft or engine.drafts[0])

@@ -1,0 +1,84 @@
+"""python app.py --booth in headless Chromium on the tiny pair: the attract loop races when the page is idle,
+shows the speedup and the tally, stops at a visitor's input and lets the visitor's race run."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import CHROMIUM, free_port, launch_chromium
+
+ROOT = Path(__file__).resolve().parents[2]
+IDLE = 3
+
+
+@pytest.fixture(scope="module")
+def booth_url(qwen2_pair, tmp_path_factory):
+    (draft,) = qwen2_pair.drafts.items()
+    port = free_port()
+    log = tmp_path_factory.mktemp("booth") / "app.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--target", str(qwen2_pair.target), "--draft", f"{draft[0]}={draft[1]}",
+             "--port", str(port), "--cache-dir", str(tmp_path_factory.mktemp("cache")), "--booth", "--idle",
+             str(IDLE)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"app did not start: {log.read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def loop_races(page) -> int:
+    m = re.search(r"\((\d+) by the attract loop\)", page.locator("#booth-tally").inner_text())
+    return int(m.group(1)) if m else 0
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+def test_attract_loop_races_when_idle_and_stops_for_a_visitor(booth_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(booth_url)
+        assert "GB" in page.locator("#memory").inner_text()  # the app's memory in the header
+        # nobody touches the page: after IDLE s a loop race runs and its speedup shows large
+        page.wait_for_function("() => /\\d×/.test(document.querySelector('#booth-big').innerText)", timeout=120_000)
+        assert loop_races(page) >= 1
+        assert "median speedup" in page.locator("#booth-tally").inner_text()
+        assert page.locator("#baseline-output").inner_text().strip()  # the race shows in the race panes too
+        page.screenshot(path=str(Path(os.environ.get("SPECDEMO_SCREENSHOT_DIR", tmp_path)) / "booth.png"))
+        # the next loop race starts IDLE s later; a visitor's input stops it at once
+        page.wait_for_function("() => document.querySelector('#booth-speedup').innerText.includes('racing')",
+                               timeout=60_000)
+        page.locator("#prompt textarea").click()
+        page.wait_for_function("() => document.querySelector('#booth-speedup').innerText.includes('visitor')",
+                               timeout=10_000)
+        before = loop_races(page)
+        # the visitor's own race runs, and no loop race starts while the visitor is active
+        page.locator("#prompt textarea").fill("Write a function that adds two numbers")
+        page.locator("#run").click()
+        page.wait_for_function("() => document.querySelector('#race-metrics .speedup')", timeout=120_000)
+        page.wait_for_function("() => !document.querySelector('#race-metrics').innerText.includes('running')",
+                               timeout=120_000)
+        assert loop_races(page) == before
+        assert "decode tokens/s" in page.locator("#race-metrics").inner_text()
+        browser.close()
