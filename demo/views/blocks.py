@@ -136,9 +136,10 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, later=None, booth: f
             """A draft left for later: build it now, with progress, then list it as prepared."""
             if later is None or name in engine.drafts or name not in later.pending():
                 return
+            line = ""
             for line in race.prepare_draft(later, name):
                 yield line, gr.update()
-            yield gr.update(), gr.update(choices=draft_choices(engine, later), value=name)
+            yield line, gr.update(choices=draft_choices(engine, later), value=name)
 
         def on_replay(rec, dev):
             if rec is None:
