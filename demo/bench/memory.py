@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"step": "start", "rss_gb": gb(memory.rss_bytes())}]
 
     def note(step: str, **extra) -> None:
-        rows.append({"step": step, "rss_gb": gb(memory.rss_bytes()), "peak_gb": gb(memory.peak_rss_bytes()), **extra})
+        split = {f"{k}_gb": gb(v) for k, v in memory.breakdown().items() if k != "rss"}
+        rows.append({"step": step, "rss_gb": gb(memory.rss_bytes()), "peak_gb": gb(memory.peak_rss_bytes()), **split,
+                     **extra})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     engine.warm_up()

@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         out = client.predict(*endpoint_args(client.config, api, overrides), api_name=f"/{api}")
         status = str(out[-1] if api == "race" else out[1])
         steps = re.search(r"(\d+) steps?", status)
+        split = {f"{k}_gb": gb(v) for k, v in memory.breakdown(pid).items() if k != "rss"}
         rows.append({"phase": name, "seconds": round(time.monotonic() - t0, 1), "rss_gb": gb(memory.rss_bytes(pid)),
+                     **split,
                      "phase_peak_gb": gb(sampler.phase_peak), "steps": int(steps.group(1)) if steps else None,
                      "problem": status[:200] if ("⚠️" in status if api == "race" else status.startswith("⚠️"))
                      else None})

@@ -35,6 +35,19 @@ def peak_rss_bytes(pid: int | None = None) -> int | None:
         return None
 
 
+def breakdown(pid: int | None = None) -> dict[str, int]:
+    """Linux: the RSS split by kind (bytes), from /proc/PID/smaps_rollup: Anonymous (KV cache, activations,
+    repacked weights), file-backed (mmapped model files, libraries) and Pss; {} elsewhere."""
+    try:
+        with open(f"/proc/{pid or 'self'}/smaps_rollup") as f:
+            fields = dict(line.split(":", 1) for line in f if line.count(":") == 1 and line.strip().endswith("kB"))
+    except OSError:
+        return {}
+    kb = {k.strip(): int(v.split()[0]) * 1024 for k, v in fields.items()}
+    return {"rss": kb.get("Rss", 0), "pss": kb.get("Pss", 0), "anonymous": kb.get("Anonymous", 0),
+            "file_backed": kb.get("Rss", 0) - kb.get("Anonymous", 0)}
+
+
 def describe(pid: int | None = None) -> str:
     """"memory 4.31 GB (peak 5.02 GB)": what the page's header shows."""
     now, peak = rss_bytes(pid), peak_rss_bytes(pid)

@@ -67,13 +67,15 @@ def resolve_local_or_hub(source: str) -> Path:
 
 
 def source_key(spec: ModelSpec, path: Path | None) -> dict:
+    from importlib.metadata import version
+
     import openvino
-    import optimum.intel.version as oiv
 
     src = spec.source
     ident = {"gguf_sha256": src.sha256} if isinstance(src, GGUFSource) else {"dir": dir_fingerprint(path)}
+    # the installed distribution's version: importing optimum.intel for it costs ~2 s of every restart
     return {**ident, "weight_format": spec.weight_format, "recipe": RECIPE,
-            "openvino": openvino.__version__, "optimum_intel": oiv.__version__}
+            "openvino": openvino.__version__, "optimum_intel": version("optimum-intel")}
 
 
 def convert_model(spec: ModelSpec, path: Path | None, final: Path, key: dict, tokenizer_dir: Path,
