@@ -9,8 +9,8 @@ import gradio as gr
 from demo.views.race import fmt
 
 # The page's side of the loop. Only trusted events (a person, not a script) count as input. A loop race is
-# started by clicking the hidden #booth-next, only while no visitor's run is on the page (#run enabled, no
-# "running" in the metrics); input while it runs clicks #booth-stop, which cancels it (Gradio's cancels=).
+# started by clicking the hidden #booth-next, only while no visitor's run is on the page ("running" in neither
+# the race metrics nor the agent status); input while it runs clicks #booth-stop, which cancels it.
 SCRIPT = """
 () => {
   const idleMs = %d * 1000;
@@ -26,8 +26,9 @@ SCRIPT = """
     document.addEventListener(t, input, true);
   setInterval(() => {
     if (looping || Date.now() - last < idleMs) return;
-    const metrics = $("race-metrics"), next = $("booth-next");
-    if (!next || (metrics && metrics.innerText.includes("running"))) return;
+    const busy = (id) => $(id) && $(id).innerText.includes("running");  // a visitor's race or agent run
+    const next = $("booth-next");
+    if (!next || busy("race-metrics") || busy("agent-status")) return;
     looping = true;
     next.click();
   }, 500);
