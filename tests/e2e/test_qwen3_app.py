@@ -65,6 +65,18 @@ def test_qwen3_app_starts_offline_on_the_preset_with_the_thinking_toggle(qwen3_a
     assert header and "target `qwen3-8b`" in header[0], header  # the preset's name, not the snapshot's hash
 
 
+def test_qwen3_race_over_http_with_thinking_on(qwen3_app):
+    """The served race with the toggle on: both lanes of the Qwen3 preset run (the panes' thinking box is
+    checked in tests/integration/test_qwen3.py, where a reply prefix opens the block)."""
+    from gradio_client import Client
+
+    client = Client(qwen3_app[0], verbose=False)
+    base, spec, _plot, metrics, _how, message = client.predict(ASK[0]["content"], "qwen3-0.6b", 3, False, 0.4, 16,
+                                                               True, "CPU", api_name="/race")
+    assert message == "" and "16 tokens in" in base and "16 tokens in" in spec
+    assert "speedup" in metrics and "target qwen3-8b, draft qwen3-0.6b" in metrics
+
+
 def test_qwen3_v1_chat_template_kwargs_and_reasoning_content(qwen3_app):
     from openai import OpenAI
 
