@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-draft", action="store_true", help="run the target alone")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--budget", type=float, default=BUDGET_SECONDS,
-                        help=f"wall-clock seconds before the run stops as a failure; 0: none (default {BUDGET_SECONDS:.0f})")
+                        help="wall-clock seconds before the run stops as a failure; 0: none "
+                             f"(default {BUDGET_SECONDS:.0f})")
     parser.add_argument("--exact", action="store_true",
                         help="bit-identical lanes: the target without dynamic activation quantization (CPU)")
     parser.add_argument("--no-search", action="store_true", help="do not offer the web search tool")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import statistics
 import sys
@@ -74,9 +75,13 @@ def judge(task: dict, files: list[str]) -> tuple[bool, str]:
 
 def run_one(engine: Engine, task: dict, out_dir: Path, kind: str, use_draft: bool, max_steps: int,
             search: bool, short_prompt: bool = True, shape_from: str = "parser",
-            budget: float | None = agent.BUDGET_SECONDS, speedups: agent.Speedups = agent.Speedups()) -> dict:
+            budget: float | None = agent.BUDGET_SECONDS, speedups: agent.Speedups = agent.Speedups(),
+            draft_settings: dict | None = None) -> dict:
     result = None
-    for item in agent.run_agent(engine, task["task"], out_dir, use_draft=use_draft, max_steps=max_steps,
+    model = agent.make_model(engine, use_draft=use_draft)
+    if draft_settings and hasattr(model, "draft_settings"):
+        model.draft_settings = dict(draft_settings)
+    for item in agent.run_agent(engine, task["task"], out_dir, use_draft=use_draft, max_steps=max_steps, model=model,
                                 search=search, kind=kind, short_prompt=short_prompt, shape_from=shape_from,
                                 budget=budget, speedups=speedups):
         if not isinstance(item, agent.TraceItem):
@@ -93,6 +98,8 @@ def run_one(engine: Engine, task: dict, out_dir: Path, kind: str, use_draft: boo
             "decode_tokens_per_second": round(b["decode_tokens"] / b["decode_s"], 2) if b.get("decode_s") else None,
             "budget_spent": result.budget_spent, "loops": result.loops, "repairs": result.repairs,
             "breakdown": b, "calls": result.calls, "output_sha": output_sha(result.outputs),
+            # other processes on the machine skew the timing: the 1-minute load average as the run ended
+            "load_avg": round(os.getloadavg()[0], 2),
             "files": result.files}
 
 
@@ -138,10 +145,9 @@ def paired(rows: list[dict]) -> dict:
 
 
 def peak_rss_mb() -> dict:
-    """Peak resident memory of this process and of its largest waited-for child (a confined process), in MB."""
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"peak_rss_mb": round(self_kb / 1024), "peak_child_rss_mb": round(child_kb / 1024)}
+    """Peak resident memory of this process (the engine and both lanes' pipelines), in MB. The confined processes
+    are not added: a forked child's ru_maxrss counts the parent's pages it shared before exec."""
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def summarize(rows: list[dict], drafts: list[bool] | None = None) -> list[dict]:
@@ -185,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without", default="",
                         help="speed levers to turn off, to measure them: all or a comma list of " +
                              ", ".join(agent.LEVERS))
+    parser.add_argument("--draft-name", help="the draft of the drafted lane (default: the preset's first)")
+    parser.add_argument("--num-assistant-tokens", type=int, help="draft length of agent steps (default: the engine's)")
+    parser.add_argument("--threshold", type=float, help="draft while the draft's confidence is above this, "
+                                                         "instead of a fixed length")
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--smolagents-prompt", action="store_true",
                         help="smolagents' own long system prompt instead of the short one (to compare)")
@@ -200,14 +210,21 @@ def main(argv: list[str] | None = None) -> int:
         if not kinds or any(k not in agent.AGENT_KINDS for k in kinds) or not drafts:
             raise ValueError(f"--agents takes {', '.join(agent.AGENT_KINDS)}; --speculative takes on, off")
         speedups = agent.speedups_without(args.without)
+        draft_settings = {k: v for k, v in (("draft", args.draft_name),
+                                            ("num_assistant_tokens", args.num_assistant_tokens),
+                                            ("assistant_confidence_threshold", args.threshold)) if v is not None}
         engine = Engine(prepare.prepare_from_args(args), exact=args.exact)
-        if speedups.fixed_prompt and kinds == ["code"]:  # as the app does at start-up: before any task, untimed
-            agent.prewarm(engine, tuple("speculative" if d else "baseline" for d in drafts), not args.no_search,
+        # start-up, as the app's: the pipelines load and compile before any task, untimed
+        lanes = tuple("speculative" if d else "baseline" for d in drafts)
+        engine.warm_up(lanes, log=lambda m: print(f"[agent-bench] {m}", file=sys.stderr, flush=True))
+        if speedups.fixed_prompt and kinds == ["code"]:
+            agent.prewarm(engine, lanes, not args.no_search,
                           log=lambda m: print(f"[agent-bench] {m}", file=sys.stderr, flush=True))
         # how the figures were measured travels with them
         about = {"command": "python -m demo.agent_bench " + " ".join(sys.argv[1:] if argv is None else argv),
                  "engine": engine.describe(), "drafts": list(engine.drafts),
-                 "num_assistant_tokens": DEFAULT_NUM_ASSISTANT_TOKENS, "tasks": str(args.tasks), "half": args.half or "all",
+                 "num_assistant_tokens": args.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS,
+                 "draft_settings": draft_settings, "tasks": str(args.tasks), "half": args.half or "all",
                  "shape": args.shape, "max_steps": args.max_steps, "search": not args.no_search,
                  "budget_seconds": args.budget or None, "exact": args.exact,
                  "levers": {k: getattr(speedups, k) for k in agent.LEVERS},
@@ -222,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                     if folder.exists() and any(folder.iterdir()):  # an old deck there would be judged instead
                         raise ValueError(f"{folder} already holds a run; use a new --out")
                     row = run_one(engine, task, folder, kind, use_draft, args.max_steps, not args.no_search,
-                                  not args.smolagents_prompt, args.shape, args.budget or None, speedups)
+                                  not args.smolagents_prompt, args.shape, args.budget or None, speedups,
+                                  draft_settings)
                     rows.append(row)
                     if args.json_out:  # after every run, so a long benchmark that stops keeps what it measured
                         args.json_out.write_text(json.dumps(report(about, rows, drafts), indent=1))

@@ -83,6 +83,9 @@ class EngineModel(Model):
         self.deadline: float | None = None  # time.monotonic() at which the run's budget is spent
         self.loops = 0  # replies cut as degenerate repetition
         self.slim_history = True  # leave out smolagents' "Calling tools:" copy of a CodeAgent step's code
+        # Request fields for the drafted lane's agent steps (draft, num_assistant_tokens,
+        # assistant_confidence_threshold); empty: the engine's defaults, as the race uses
+        self.draft_settings: dict = {}
 
     @property
     def supports_stop_parameter(self) -> bool:
@@ -97,7 +100,8 @@ class EngineModel(Model):
                                        flatten_messages_as_text=True)
         chat = [{"role": str(getattr(m["role"], "value", m["role"])), "content": m["content"]} for m in clean]
         lane = "speculative" if self.use_draft and self.engine.drafts else "baseline"
-        return Request(prompt="", messages=chat, lane=lane, max_new_tokens=self.max_new_tokens,
+        draft = self.draft_settings if lane == "speculative" else {}
+        return Request(prompt="", messages=chat, lane=lane, max_new_tokens=self.max_new_tokens, **draft,
                        stop=list(stop_sequences or []), enable_thinking=False,
                        reply_prefix=code_reply_prefix(stop_sequences) if self.code_prefix else "")
 
@@ -223,6 +227,11 @@ def use_endpoint(base_url: str | None, api_key: str | None = None, model_id: str
     global _endpoint
     _endpoint = None if base_url is None else {"api_base": base_url, "api_key": api_key, "model_id": model_id,
                                                "own": own}
+
+
+def uses_engine() -> bool:
+    """The agent's model is the engine in this process (not an endpoint)."""
+    return _endpoint is None
 
 
 def make_model(engine: Engine, use_draft: bool = True) -> Model:

@@ -31,7 +31,7 @@ BUDGET_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class Speedups:
-    """The agent's speed levers, each measured on the dev half (docs/performance.md, section 18); each can be
+    """The agent's speed levers, each measured on the dev half (docs/performance.md, section 19); each can be
     turned off (agent_bench --without NAME) to measure it again."""
 
     # one system prompt for every deck task, the asked shape going with the task instead: the prefix cache then

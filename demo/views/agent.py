@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo import limits as caps
-from demo.agent import deck_shape, run as agent, sandbox, slides
+from demo.agent import deck_shape, model as agent_model, run as agent, sandbox, slides, timing
 from demo.engine import Engine, EngineError
 
 RUNS = Path(tempfile.gettempdir()) / "specdemo-agent-runs"
@@ -29,17 +30,74 @@ def trace_html(items: list[agent.TraceItem]) -> str:
     return "".join(parts) or "<p>The trace appears here step by step.</p>"
 
 
+def total_seconds(res: agent.AgentResult) -> float:
+    """The run and its slide previews, as the visitor waited for them."""
+    return res.seconds + res.breakdown.get("render_s", 0.0)
+
+
+def breakdown_md(res: agent.AgentResult) -> str:
+    """Where the run's time went, in one line, biggest first."""
+    b = res.breakdown
+    if not b:
+        return ""
+    parts = [(b.get(k, 0.0), timing.LABELS[k]) for k in (*timing.CATEGORIES, "other_s")]
+    rate = f"; decode {b['decode_tokens'] / b['decode_s']:.1f} tokens/s" if b.get("decode_s") else ""
+    return ("where the time went: " + ", ".join(f"{label} {s:.1f} s" for s, label in sorted(parts, reverse=True)
+                                                 if s >= 0.05) +
+            f" (prompt {b.get('prompt_tokens', 0):,} tokens, {b.get('cached_tokens', 0):,} from the prefix cache; "
+            f"{b.get('decode_tokens', 0):,} written{rate})")
+
+
+def breakdown_figure(results: list[agent.AgentResult]):
+    """Both runs as stacked bars (plotly): where the time went, with and without the draft."""
+    import plotly.graph_objects as go
+
+    names = ["with the draft" if r.speculative else "target alone" for r in results]
+    fig = go.Figure()
+    for key in (*timing.CATEGORIES, "other_s"):
+        values = [max(r.breakdown.get(key, 0.0), 0.0) for r in results]
+        fig.add_bar(name=timing.LABELS[key], y=names, x=values, orientation="h",
+                    hovertemplate="%{x:.1f} s<extra>" + timing.LABELS[key] + "</extra>")
+    for name, r in zip(names, results):
+        fig.add_annotation(x=total_seconds(r), y=name, text=f" {total_seconds(r):.1f} s", showarrow=False,
+                           xanchor="left")
+    fig.update_layout(barmode="stack", height=240, margin=dict(l=10, r=40, t=30, b=10),
+                      title="where the time went (seconds)", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
 def result_md(res: agent.AgentResult) -> str:
     speed = f"{res.tokens_per_second:.2f} tokens/s" if res.tokens_per_second else "–"
     mode = "target + draft" if res.speculative else "target alone"
     steps = f"{res.steps} step{'' if res.steps == 1 else 's'}"
-    lines = [f"**{mode}**: {steps}, {res.seconds:.1f} s total, {res.tokens} tokens generated, {speed}"]
+    lines = [f"**{mode}**: {steps}, {total_seconds(res):.1f} s total, {res.tokens} tokens generated, {speed}"]
+    if res.budget_spent:
+        lines.append(f"⏱ stopped: the run used its {res.budget_seconds:.0f} s time budget")
     if res.reached_max_steps:
         lines.append("⚠️ reached the step limit; showing what was produced")
+    if res.breakdown:
+        lines.append(breakdown_md(res))
     lines.append(f"**final answer:** {res.final_answer or '–'}")
     if res.shape is not None and res.shape.deck and res.files:
         lines.append(deck_shape.verdict(res.shape, slides.slide_texts(Path(res.files[0]))))
     return "\n\n".join(lines)
+
+
+def compare_md(plain: agent.AgentResult, fast: agent.AgentResult, exact: bool = False) -> str:
+    """Both runs, the speedup of the whole run, and decode speed per lane: the ratio says little when the two runs
+    took different paths, so it also says whether they wrote the same text."""
+    ratio = total_seconds(plain) / total_seconds(fast) if total_seconds(fast) else 0.0
+
+    def rate(r):
+        b = r.breakdown
+        return b["decode_tokens"] / b["decode_s"] if b.get("decode_s") else 0.0
+
+    same = plain.outputs == fast.outputs
+    how = ("the two runs wrote identical text, so the ratio measures the draft alone" if same else
+           "the two runs wrote different text (different steps or tokens), so the ratio also measures the path" +
+           ("" if exact else "; start the app with --exact for bit-identical lanes"))
+    return (f"{result_md(plain)}\n\n{result_md(fast)}\n\n**speedup of the whole agent run: {ratio:.2f}×** "
+            f"(decode: {rate(fast):.1f} vs {rate(plain):.1f} tokens/s; {how})")
 
 
 def stopped_md(res: agent.AgentResult | None) -> str:
@@ -61,6 +119,10 @@ def slide_gallery() -> gr.Gallery:
 def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> None:
     """Lay out the tab inside the current gr.Tab and wire it. make_model(use_draft) -> a smolagents Model
     replaces the engine-backed one (tests script the model's replies; the rest is the real path)."""
+    if make_model is None and agent_model.uses_engine():
+        # the agent's fixed prompt into both lanes' prefix caches while the page loads: no visitor reads it
+        threading.Thread(target=agent.prewarm, args=(engine,), name="agent-prewarm", daemon=True,
+                         kwargs={"log": lambda m: print(f"[app] {m}", file=sys.stderr, flush=True)}).start()
     with gr.Row():
         task = gr.Textbox(label="Task", lines=2, elem_id="agent-task", scale=4, value=agent.EXAMPLE_TASKS[0])
         with gr.Column(scale=1, min_width=160):
@@ -76,8 +138,14 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
                           label="max steps", elem_id="agent-steps")
         kind = gr.Radio([("CodeAgent: writes Python", "code"), ("ToolCallingAgent: JSON tool calls", "tool")],
                         value=agent.DEFAULT_KIND, label="agent", elem_id="agent-kind")
+        # a run that has not answered within its budget stops and says so, instead of holding the queue
+        budget = gr.Slider(30, agent.BUDGET_SECONDS * (1 if limits.public else 3), value=agent.BUDGET_SECONDS,
+                           step=10, label="time budget per run (s)", elem_id="agent-budget",
+                           interactive=not limits.public)
     gr.Markdown(sandbox.notice(limits.public), elem_id="agent-sandbox")
-    status = gr.Markdown(elem_id="agent-status")
+    with gr.Row():
+        status = gr.Markdown(elem_id="agent-status")
+        plot = gr.Plot(label="where the time went", elem_id="agent-breakdown")
     with gr.Row():
         trace = gr.HTML(elem_id="agent-trace")
         with gr.Column():
@@ -85,7 +153,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
             renderer = gr.Markdown(elem_id="agent-renderer")
     gallery = slide_gallery()
 
-    def one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
+    def one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event, budget=agent.BUDGET_SECONDS):
         problem = caps.text_problem(text, limits, "task")
         if problem:
             raise EngineError(problem)
@@ -98,7 +166,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
                 for item in agent.run_agent(engine, text, out_dir, use_draft=draft_on,
                                             max_steps=min(int(max_steps), limits.agent_steps), search=allow_search,
                                             stop=stop_event, kind=agent_kind or agent.DEFAULT_KIND, model=model,
-                                            public=limits.public):
+                                            public=limits.public, budget=budget):
                     feed.put(item)
             except Exception as exc:  # EngineError: shown by the caller
                 feed.put(exc)
@@ -127,51 +195,64 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
                 result = item
         yield items, result
 
+    def timed_preview(result):
+        """preview(), timed as the run's render_s: the visitor waits for it too."""
+        t = time.monotonic()
+        out = preview(result)
+        if result is not None and result.breakdown:
+            result.breakdown["render_s"] = round(result.breakdown.get("render_s", 0.0) + time.monotonic() - t, 2)
+        return out
+
     def preview(result):
         if not result or not result.files:
             return None, [], ""
         pngs, how = slides.preview(Path(result.files[0]), Path(result.files[0]).parent / "preview")
         return result.files[0], [str(p) for p in pngs], f"preview: {how}"
 
-    def on_run(text, draft_on, allow_search, max_steps, agent_kind, request: gr.Request):
+    def on_run(text, draft_on, allow_search, max_steps, agent_kind, run_budget, request: gr.Request):
         stop_event = _active[request.session_hash] = threading.Event()
         try:
             result = None
-            for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
-                yield trace_html(items), "running…", None, [], ""
+            for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event,
+                                         float(run_budget or agent.BUDGET_SECONDS)):
+                yield trace_html(items), "running…", None, [], "", None
+            deck_file = (result.files or [None])[0] if result else None
             if stop_event.is_set():  # no slide rendering (seconds of LibreOffice) after Stop; the file is offered
-                yield trace_html(items), stopped_md(result), (result.files or [None])[0] if result else None, [], ""
+                yield trace_html(items), stopped_md(result), deck_file, [], "", None
                 return
-            f, pngs, how = preview(result)
-            yield trace_html(items), result_md(result), f, pngs, how
+            # the answer and the deck first; the previews follow, off the answer's critical path
+            figure = breakdown_figure([result])
+            yield trace_html(items), result_md(result), deck_file, [], "rendering previews…", figure
+            f, pngs, how = timed_preview(result)
+            yield trace_html(items), result_md(result), f, pngs, how, breakdown_figure([result])
         except EngineError as exc:
-            yield gr.update(), f"⚠️ {exc}", None, [], ""
+            yield gr.update(), f"⚠️ {exc}", None, [], "", None
         finally:
             stop_event.set()
             if _active.get(request.session_hash) is stop_event:
                 del _active[request.session_hash]
 
-    def on_compare(text, allow_search, max_steps, agent_kind, request: gr.Request):
+    def on_compare(text, allow_search, max_steps, agent_kind, run_budget, request: gr.Request):
         results = []
         stop_event = _active[request.session_hash] = threading.Event()
         try:
             for draft_on in (False, True):
                 result = None
-                for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event):
-                    yield trace_html(items), f"running {'with' if draft_on else 'without'} the draft…", None, [], ""
+                for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event,
+                                             float(run_budget or agent.BUDGET_SECONDS)):
+                    yield (trace_html(items), f"running {'with' if draft_on else 'without'} the draft…", None, [], "",
+                           breakdown_figure(results) if results else None)
                 results.append(result)
                 if stop_event.is_set():
-                    yield trace_html(items), stopped_md(result), None, [], ""
+                    yield trace_html(items), stopped_md(result), None, [], "", None
                     return
             plain, fast = results
-            ratio = plain.seconds / fast.seconds if fast.seconds else None
-            md = (f"{result_md(plain)}\n\n{result_md(fast)}\n\n**speedup of the whole agent run: "
-                  f"{ratio:.2f}×** (generation: {fast.tokens_per_second or 0:.2f} vs "
-                  f"{plain.tokens_per_second or 0:.2f} tokens/s)")
-            f, pngs, how = preview(fast)
-            yield trace_html(items), md, f, pngs, how
+            yield trace_html(items), compare_md(plain, fast, engine.exact), (fast.files or [None])[0], [], \
+                "rendering previews…", breakdown_figure(results)
+            f, pngs, how = timed_preview(fast)
+            yield trace_html(items), compare_md(plain, fast, engine.exact), f, pngs, how, breakdown_figure(results)
         except EngineError as exc:
-            yield gr.update(), f"⚠️ {exc}", None, [], ""
+            yield gr.update(), f"⚠️ {exc}", None, [], "", None
         finally:
             stop_event.set()
             if _active.get(request.session_hash) is stop_event:
@@ -184,10 +265,10 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
         running.set()
         return "⏹ stopped"
 
-    outs = [trace, status, deck, gallery, renderer]
-    ev = run.click(on_run, [task, use_draft, search, steps, kind], outs, concurrency_id="models", concurrency_limit=1,
-                   api_name="agent")
-    ev2 = compare.click(on_compare, [task, search, steps, kind], outs, concurrency_id="models", concurrency_limit=1,
-                        api_name="agent_compare")
+    outs = [trace, status, deck, gallery, renderer, plot]
+    ev = run.click(on_run, [task, use_draft, search, steps, kind, budget], outs, concurrency_id="models",
+                   concurrency_limit=1, api_name="agent")
+    ev2 = compare.click(on_compare, [task, search, steps, kind, budget], outs, concurrency_id="models",
+                        concurrency_limit=1, api_name="agent_compare")
     # not queued behind the run it stops; Gradio's cancel then drops the run's remaining updates
     stop.click(on_stop, None, status, cancels=[ev, ev2], queue=False, api_name="agent_stop")

@@ -107,3 +107,66 @@ def test_race_panes_line_up_and_the_legend_sits_below_the_plot(app_url, tmp_path
     # below the traces and the axis title, not on the component's label above the plot
     assert legend["y"] >= plot_area["y"] + plot_area["height"]
     assert legend["y"] >= box["#tps-plot .xtitle"]["y"] + box["#tps-plot .xtitle"]["height"] - 1
+
+
+DECK_CODE = ("<code>\nfrom pptx import Presentation\nprs = Presentation()\n"
+             "for title, bullets in [('Cats at home', ['They sleep a lot', 'They like boxes']),\n"
+             "                       ('Cat food', ['Meat first', 'Fresh water'])]:\n"
+             "    slide = prs.slides.add_slide(prs.slide_layouts[1])\n"
+             "    slide.shapes.title.text = title\n"
+             "    body = slide.placeholders[1].text_frame\n"
+             "    body.text = bullets[0]\n"
+             "    body.add_paragraph().text = bullets[1]\n"
+             "prs.save('deck.pptx')\nfinal_answer('Saved deck.pptx with 2 slides')\n</code>")
+
+
+@pytest.fixture
+def compare_url(engine):
+    """The Agent tab on the tiny pair. Each step is a real generation through the engine (so prefill and decode
+    are real, per lane), whose text the tiny model cannot make a deck of: the step hands the agent a scripted
+    deck instead."""
+    import gradio as gr
+    from smolagents.models import ChatMessage, MessageRole
+
+    from demo.agent.model import EngineModel
+    from demo.views import agent as agent_view
+
+    class RealTimeScriptedDeck(EngineModel):
+        def generate(self, messages, stop_sequences=None, **kwargs):
+            real = super().generate(messages, stop_sequences=stop_sequences, **kwargs)
+            return ChatMessage(role=MessageRole.ASSISTANT, content=DECK_CODE.split("</code>")[0],
+                               token_usage=real.token_usage)
+
+    with gr.Blocks() as demo:
+        agent_view.build(engine, make_model=lambda draft: RealTimeScriptedDeck(engine, draft, max_new_tokens=24))
+    port = free_port()
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_compare_draws_where_the_time_went_for_both_runs(compare_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(compare_url)
+        page.locator("#agent-task textarea").fill("Make a 2-slide deck about cats with 2 bullets per slide")
+        page.locator("#agent-compare").click()
+        page.wait_for_function("document.querySelector('#agent-status').innerText.includes('speedup of the whole')",
+                               timeout=240_000)
+        page.wait_for_selector("#agent-breakdown .js-plotly-plot .barlayer", timeout=30_000)
+        status = page.locator("#agent-status").inner_text()
+        plot = page.locator("#agent-breakdown").inner_text()
+        bars = page.locator("#agent-breakdown .barlayer .trace").count()
+        budget = page.locator("#agent-budget input[type=number]").input_value()
+        shot = Path(os.environ.get("SPECDEMO_SCREENSHOT_DIR", tmp_path)) / "agent-compare.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert "target alone" in status and "target + draft" in status and status.count("where the time went:") == 2
+    assert "prefill" in status and "decode" in status and "from the prefix cache" in status
+    # both runs, one stacked bar each, a trace per category, and the totals beside them
+    assert "with the draft" in plot and "target alone" in plot and bars == 7
+    assert "prefill" in plot and "code (confined process)" in plot and plot.count(" s") >= 2
+    assert float(budget) == 120
