@@ -4,7 +4,7 @@ each lane, the process's RSS after each (docs/performance.md, section 18).
 python -m demo.bench.memory --preset P [--tokens 1000,3000,6000,8000] [--new-tokens 32] [--unbounded] [--json OUT]
 
 --unbounded builds the pipelines with GenAI's own LLMPipeline scheduler (KV cache growing as needed, no batch
-cap, all pipelines kept): the behaviour before the bounds, for comparison. Prompts are Python standard library
+cap), keeps every pipeline and maps the weights once per pipeline: the engine before issue 25, for comparison. Prompts are Python standard library
 source, different for every prompt and lane, so no prompt finds another's prefix in the cache.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.unbounded:
-        engine = Engine(ready, keep_pipelines=None, max_context=10**6)
+        engine = Engine(ready, keep_pipelines=None, max_context=10**6, share_weights=False)
         engine.scheduler = {**GENAI_DEFAULT}
     else:
         engine = Engine(ready)

@@ -41,7 +41,7 @@ class Engine:
                  properties: dict | None = None, draft_properties: dict | None = None,
                  baseline_backend: str = DEFAULT_BASELINE_BACKEND, exact: bool = False,
                  keep_pipelines: int | None = 2, max_context: int = MAX_CONTEXT_TOKENS,
-                 compiled_cache: Path | None = None):
+                 compiled_cache: Path | None = None, share_weights: bool = True):
         import openvino_genai
 
         if baseline_backend not in BASELINE_BACKENDS:
@@ -59,6 +59,8 @@ class Engine:
         self.draft_properties = dict(draft_properties)
         # OpenVINO's compiled-model cache (CACHE_DIR): a restart imports the compiled models instead of compiling
         self._cache = {"CACHE_DIR": str(compiled_cache)} if compiled_cache else {}
+        self.share_weights = share_weights
+        self._shared: tuple | None = None  # the target's arguments, its weights mapped once (see _target)
         self.exact = exact
         self.baseline_backend = baseline_backend
         self._pipes: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
@@ -140,13 +142,33 @@ class Engine:
         """This process's resident memory now and at its peak, for the UI."""
         return memory.describe()
 
+    def _target(self) -> tuple:
+        """LLMPipeline's leading arguments for the target. Each pipeline holds its own compiled target, but they
+        all read the weights from one mapping of openvino_model.bin (copy-on-write, never written), so the
+        CPU plugin, which runs int4/int8 weights in place, keeps one copy in memory for every lane: given a
+        path, each pipeline mapped the file again and the process's RSS counted the weights once per lane."""
+        path = Path(self.prepared.target)
+        if self._shared is None:
+            bin_, xml = path / "openvino_model.bin", path / "openvino_model.xml"
+            if not self.share_weights or "NPU" in self.device or not (bin_.is_file() and xml.is_file()):
+                self._shared = (str(path), )
+            else:
+                import numpy as np
+                import openvino as ov
+
+                weights = ov.Tensor(np.memmap(bin_, dtype=np.uint8, mode="c"), shared_memory=True)
+                gen = path / "generation_config.json"
+                self._shared = (xml.read_text(), weights, self.ov_genai.Tokenizer(str(path)),
+                                self.device, self.ov_genai.GenerationConfig(str(gen)) if gen.is_file() else None)
+        return self._shared if len(self._shared) > 1 else (self._shared[0], self.device)
+
     def _load(self, lane: str, draft: str | None):
         g = self.ov_genai
-        target = str(self.prepared.target)
+        target = self._target()
         if lane not in LANES:
             raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
         if lane == "baseline" and self.baseline_backend == "stateful":
-            pipe = g.LLMPipeline(target, self.device, ATTENTION_BACKEND="SDPA", **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, ATTENTION_BACKEND="SDPA", **self.properties, **self._cache)
             self._pipe_settings[lane] = {"backend": "stateful", "scheduler": None}
             return pipe
         # Every other pipeline is paged with one and the same scheduler (request.SCHEDULER), passed explicitly;
@@ -155,16 +177,16 @@ class Engine:
         sched = None if npu else self._scheduler_config()
         paged = {} if npu else {"scheduler_config": sched}
         if lane == "baseline":
-            pipe = g.LLMPipeline(target, self.device, **paged, **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, **paged, **self.properties, **self._cache)
         elif lane == "prompt-lookup":
-            pipe = g.LLMPipeline(target, self.device, prompt_lookup=True, **paged, **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, prompt_lookup=True, **paged, **self.properties, **self._cache)
         else:
             path = self.prepared.drafts.get(draft)
             if path is None:
                 raise EngineError(f"unknown draft {draft!r}; this preset has: {', '.join(self.drafts) or 'none'}")
             # no scheduler_config here: GenAI gives a draft without one the main model's scheduler
             dm = g.draft_model(str(path), self.draft_device, **self.draft_properties, **self._cache)
-            pipe = g.LLMPipeline(target, self.device, draft_model=dm, **paged, **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, draft_model=dm, **paged, **self.properties, **self._cache)
         self._pipe_settings[lane] = {"backend": "device default" if npu else "paged",
                                      "scheduler": None if npu else _jsonable({k: getattr(sched, k)
                                                                               for k in self.scheduler})}
