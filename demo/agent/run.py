@@ -15,7 +15,7 @@ from typing import Iterator
 from smolagents import CodeAgent, ToolCallingAgent
 from smolagents.models import Model
 
-from demo.agent import deck_shape, sandbox, timing
+from demo.agent import deck_shape, runfolder, sandbox, timing
 from demo.agent.deck_shape import DeckShape
 from demo.agent.model import BudgetSpent, EngineModel, make_model
 from demo.agent.prompts import instructions, prompt_templates
@@ -68,24 +68,32 @@ EXAMPLE_TASKS = [
 # ---------------------------------------------------------------- running the agent
 
 def decks(out_dir: Path) -> list[Path]:
-    """The decks saved in the run folder, newest first."""
-    return sorted(out_dir.rglob("*.pptx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """The decks of a run: the server's own copies of what its code saved (never the run's work folder itself,
+    which the code controls: demo/agent/runfolder.py), newest first."""
+    return runfolder.decks(out_dir)
 
 
 def deck_check(out_dir: Path, shape: DeckShape | None = None):
     """A smolagents final-answer check: the newest deck in the run folder has the shape the request asked for
     (any deck with titled, distinct, non-empty slides when `shape` is None). A failed check goes back to the
-    model as the step's error, so it fixes the deck within the step limit instead of stopping."""
+    model as the step's error, so it fixes the deck within the step limit instead of stopping. The server
+    copies the deck out and reads the copy in the jail (demo/agent/slides.py)."""
     shape = shape or DeckShape()
 
     def deck_matches_the_request(final_answer, memory, agent=None) -> bool:
-        from demo.agent.slides import slide_texts
+        from demo.agent.slides import DeckError, slide_texts
 
-        saved = decks(out_dir)
-        if not saved:
+        folder = runfolder.RunFolder(out_dir)
+        saved = folder.newest_deck()
+        if saved is None:
             raise ValueError("no .pptx was saved in the run folder: build the deck, call prs.save('deck.pptx'), "
                              "then final_answer")
-        found = deck_shape.problems(shape, slide_texts(saved[0]))
+        try:
+            texts = slide_texts(saved, uid=folder.tool_uid)
+        except DeckError as exc:
+            raise ValueError(f"{exc}: build the deck again with python-pptx, save it with prs.save('deck.pptx'), "
+                             "then final_answer") from exc
+        found = deck_shape.problems(shape, texts)
         if found:
             raise ValueError(deck_shape.describe(found))
         return True

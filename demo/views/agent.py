@@ -4,7 +4,6 @@ from __future__ import annotations
 import html
 import queue
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,10 +11,12 @@ from pathlib import Path
 import gradio as gr
 
 from demo import limits as caps
-from demo.agent import deck_shape, model as agent_model, run as agent, sandbox, slides, timing
+from demo.agent import deck_shape, model as agent_model, run as agent, runfolder, sandbox, slides, timing
 from demo.engine import Engine, EngineError
 
-RUNS = Path(tempfile.gettempdir()) / "specdemo-agent-runs"
+RUNS = runfolder.RUNS
+# Run folders per browser session, removed when the session ends (blocks.py: demo.unload); older ones go by TTL.
+_runs: dict[str, list[Path]] = {}
 # The Stop event of the run in progress, per browser session: Stop sets it, which kills the confined process
 # and cancels the generation at once (Gradio's own cancel waits for the running step to return).
 _active: dict[str, threading.Event] = {}
@@ -79,7 +80,10 @@ def result_md(res: agent.AgentResult) -> str:
         lines.append(breakdown_md(res))
     lines.append(f"**final answer:** {res.final_answer or '–'}")
     if res.shape is not None and res.shape.deck and res.files:
-        lines.append(deck_shape.verdict(res.shape, slides.slide_texts(Path(res.files[0]))))
+        try:
+            lines.append(deck_shape.verdict(res.shape, slides.slide_texts(Path(res.files[0]))))
+        except slides.DeckError as exc:
+            lines.append(f"⚠️ {exc}")
     return "\n\n".join(lines)
 
 
@@ -105,8 +109,19 @@ def stopped_md(res: agent.AgentResult | None) -> str:
     return "⏹ stopped" + (f"\n\n{result_md(res)}" if res is not None else "")
 
 
-def new_run_dir() -> Path:
-    return RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 1_000_000}"
+def new_run_dir(session: str | None = None) -> Path:
+    """A fresh run folder; old ones are swept first (TTL, then the disk cap), never this session's."""
+    mine = _runs.setdefault(session or "", [])
+    runfolder.sweep(RUNS, keep={p.resolve() for p in mine})
+    out = runfolder.new_run_dir(RUNS)
+    mine.append(out)
+    return out
+
+
+def forget_session(request: gr.Request) -> None:
+    """The browser session ended: its run folders go."""
+    for folder in _runs.pop(request.session_hash, []):
+        runfolder.RunFolder(folder).remove()
 
 
 def slide_gallery() -> gr.Gallery:
@@ -157,7 +172,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
         problem = caps.text_problem(text, limits, "task")
         if problem:
             raise EngineError(problem)
-        out_dir = new_run_dir()
+        out_dir = new_run_dir(next((k for k, v in _active.items() if v is stop_event), None))
         model = make_model(draft_on) if make_model else None
         feed: queue.Queue = queue.Queue()
 
@@ -206,7 +221,11 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
     def preview(result):
         if not result or not result.files:
             return None, [], ""
-        pngs, how = slides.preview(Path(result.files[0]), Path(result.files[0]).parent / "preview")
+        folder = runfolder.RunFolder.of(Path(result.files[0]))
+        try:
+            pngs, how = slides.preview(Path(result.files[0]), folder.previews, uid=folder.tool_uid)
+        except slides.DeckError as exc:
+            return result.files[0], [], f"no preview: {exc}"
         return result.files[0], [str(p) for p in pngs], f"preview: {how}"
 
     def on_run(text, draft_on, allow_search, max_steps, agent_kind, run_budget, request: gr.Request):
