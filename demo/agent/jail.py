@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,8 +237,6 @@ class Cgroup:
                 except FileNotFoundError:
                     break
                 except OSError:  # processes still exiting
-                    import time
-
                     time.sleep(0.02)
 
 
@@ -316,26 +315,3 @@ def notice(public: bool) -> str:
     return (f"⚠️ The sandbox is not installed ({found.detail}): with {UNCONFINED_FLAG}, model-written code runs in "
             "a separate process with the same limits but NOT confined. Allowed only because the app listens on "
             "loopback.")
-
-
-def report() -> dict:
-    """What is confined on this machine, and why not where it is not (python -m demo.sandbox --check)."""
-    from demo.agent import runfolder, slides
-
-    found = mechanism()
-    group = Cgroup.create(f"check-{os.getpid()}", 64, 256 << 20) if found.confined else None
-    if group is not None:
-        group.remove()
-    own, version = Cgroup._own()
-    return {
-        "confined": found.confined, "state": found.state, "detail": found.detail,
-        "host_uid": ("a fresh unprivileged uid per run (setpriv)" if is_root()
-                     else f"the server's own uid {os.geteuid()} (not root)"),
-        "run_limits": (f"cgroup {version}: at most {runfolder.RUN_PROCESSES} processes and "
-                       f"{runfolder.RUN_MEMORY >> 20} MiB for all of a run's processes" if group is not None else
-                       f"per process only (RLIMIT_NPROC {runfolder.RUN_PROCESSES} per jail, RLIMIT_AS): "
-                       f"no writable cgroup here ({version})"),
-        "run_folder": runfolder.folder_mechanism(),
-        "renderer": slides.renderer_name() + (", confined" if found.confined else ""),
-        "unconfined_allowed": _unconfined_allowed,
-    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,28 @@ def run_file(code: str, folder: Path, imports: list[str], limits: CodeLimits | N
     return result
 
 
+def report() -> dict:
+    """What is confined on this machine, and why not where it is not (--check)."""
+    found = jail.mechanism()
+    group = jail.Cgroup.create(f"check-{os.getpid()}", 64, 256 << 20) if found.confined else None
+    if group is not None:
+        group.remove()
+    _, version = jail.Cgroup._own()
+    return {
+        "confined": found.confined, "state": found.state, "detail": found.detail,
+        "host_uid": ("a fresh unprivileged uid per run (setpriv)" if jail.is_root()
+                     else f"the server's own uid {os.geteuid()} (not root)"),
+        "run_limits": (f"cgroup {version}: at most {runfolder.RUN_PROCESSES} processes and "
+                       f"{runfolder.RUN_MEMORY >> 20} MiB for all of a run's processes" if group is not None else
+                       f"per process only (RLIMIT_NPROC {runfolder.RUN_PROCESSES} per jail, RLIMIT_AS): "
+                       f"no writable cgroup here ({version})"),
+        "run_folder": runfolder.folder_mechanism(),
+        "renderer": slides.renderer_name() + (", confined" if found.confined else ""),
+    }
+
+
 def check(as_json: bool) -> int:
-    found = jail.report()
+    found = report()
     if as_json:
         print(json.dumps(found))
     else:
