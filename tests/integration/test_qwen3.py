@@ -203,3 +203,22 @@ def test_qwen3_reasoning_split(text, opened, expect):
     assert reasoning.split(text, opened) == expect
     kinds = reasoning.segments([(text[:3], False), (text[3:], True)], opened)
     assert "".join(t for k, t, _ in kinds if k == "answer").lstrip("\n") == expect[1]
+
+
+@pytest.mark.parametrize("deltas, opened", [
+    (["<think>", "\nI ", "plan it.\n", "</", "think>\n\n", "Answer", " here"], False),  # as Qwen3 writes it
+    (["I ", "plan it.", "\n</think>", "\n\nAnswer here"], True),  # the prompt opened the block
+])
+def test_qwen3_reply_streams_reasoning_apart(deltas, opened):
+    """/v1's Reply: the streamed reasoning and content add up to the whole answer's, tags and the newlines
+    around them left out (a partial </think> is held back while streaming)."""
+    from demo.server.replies import Reply
+
+    reply, thought, content = Reply([], thinking=opened), "", ""
+    for d in deltas:
+        content += reply.push(d)
+        thought += reply.pop_reasoning()
+        assert "<" not in thought
+    whole, _, rest = reply.finish()
+    thought += reply.pop_reasoning(final=True)
+    assert (thought, content + rest) == ("I plan it.", "Answer here") == (reply.reasoning(), whole)
