@@ -235,12 +235,16 @@ def repair_guard(check, out_dir: Path, shape: DeckShape, repairs: dict):
 
 def outline_request(out_dir: Path, shape: DeckShape) -> str:
     """The saved deck's outline as the slides list the model wrote, and a request for that list corrected."""
-    from demo.agent.slides import slide_texts
+    from demo.agent.slides import DeckError, slide_texts
 
     saved = decks(out_dir)
-    if not saved:
+    try:
+        outline = slide_texts(saved[0]) if saved else []
+    except DeckError:  # a deck that cannot be read: the check's own message says so
+        outline = []
+    if not outline:
         return ""
-    rows = "\n".join(f"    ({t!r}, {b!r})," for t, b in slide_texts(saved[0]))
+    rows = "\n".join(f"    ({t!r}, {b!r})," for t, b in outline)
     want = f"exactly {shape.slides} entries" if shape.slides else "one entry per slide"
     return (f"\nThe same problem came back. The saved deck holds:\nslides = [\n{rows}\n]\nWrite this slides "
             f"list corrected ({want}), then the same loop that builds the deck, prs.save('deck.pptx') and "

@@ -43,8 +43,9 @@ class RunResult:
     # and how many steps those shares are over (see position_acceptance); None where it cannot be known
     per_position_acceptance: list[float] | None = None
     per_position_steps: int | None = None
-    # prompt tokens read from the pipeline's prefix cache (derived: metrics.cached_prefix_tokens), and the first
-    # (prefill) step of each model in ms from GenAI's raw metrics; the draft's only on the speculative lane
+    # prompt tokens read from the pipeline's prefix cache (derived: metrics.cached_prefix_tokens); the target's
+    # first (prefill) step in ms from GenAI's raw metrics, and on the speculative lane the rest of the time to the
+    # first token, the draft's prefill and first drafts (GenAI's draft metrics hold no usable prefill step)
     cached_tokens: int | None = None
     prefill_ms: float | None = None
     draft_prefill_ms: float | None = None
@@ -63,10 +64,11 @@ def summarize(req: Request, ids, tokens, text, times, counts, acc, seconds, res,
     ext = getattr(res, "extended_perf_metrics", None)
     raw_main = res.perf_metrics.raw_metrics
     prefill_ms, draft_prefill_ms = _first(raw_main.m_times_to_first_token), None
-    if req.lane == "speculative" and ext is not None and hasattr(ext, "draft_model_metrics"):
-        # per model, GenAI's speculative pipeline records every step, the first (prefill) one included
+    if req.lane == "speculative" and ext is not None and hasattr(ext, "main_model_metrics"):
+        # GenAI's speculative pipeline records every step of the target, the first (prefill) one included
         prefill_ms = _first(ext.main_model_metrics.raw_metrics.m_durations)
-        draft_prefill_ms = _first(ext.draft_model_metrics.raw_metrics.m_durations)
+        if prefill_ms is not None and times:
+            draft_prefill_ms = max(times[0] * 1000.0 - prefill_ms, 0.0)
     if req.lane == "baseline":
         target_step_ms = _decode_step_ms(raw_main)
         if target_step_ms and not req.do_sample:
