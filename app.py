@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 
 from demo import booth
 from demo.engine import BASELINE_BACKENDS, DEFAULT_BASELINE_BACKEND
@@ -64,9 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from demo.views import blocks as ui
     from demo.engine import Engine
 
-    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, exact=args.exact,
-                    compiled_cache=compiled_cache(args))
-    engine.warm_up(log=lambda msg: print(f"[app] {msg}", file=sys.stderr, flush=True))
+    engine = Engine(ready, device=args.device, baseline_backend=args.baseline_backend, exact=args.exact)
+    engine.warm_up(log=log, generate=False)  # load errors show here, before serving
     print(f"serving {ready.preset}: target {ready.target}, drafts {', '.join(ready.drafts) or 'none'}",
           file=sys.stderr, flush=True)
     if (args.agent_backend or ("http" if args.openai_base_url else "local")) == "http":
@@ -80,18 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"login: user {auth[0]}, password {auth[1]}", file=sys.stderr, flush=True)
     caps = limits.for_launch(args.host, args.share)
     page = ui.build(engine, caps, later, args.idle if args.booth else None)
+    # a pipeline's first steps compile the CPU kernels (~10 s a lane): done while the page is already served; a
+    # visitor's run that comes first waits for them behind the engine's lock (docs/performance.md, section 20)
+    threading.Thread(target=engine.warm_up, kwargs={"log": log}, name="warm-up", daemon=True).start()
     ui.launch(page, host=args.host, port=args.port, share=args.share,
               routes=server.router(engine, api_key=args.api_key).routes, auth=auth, limits=caps)
     return 0
 
 
-def compiled_cache(args) -> "Path | None":
-    """OpenVINO's compiled models under the model cache; $SPECDEMO_COMPILED_CACHE=0 turns it off (measuring)."""
-    if os.environ.get("SPECDEMO_COMPILED_CACHE", "1") == "0":
-        return None
-    from demo import catalog
-
-    return catalog.cache_root(args.cache_dir) / "compiled"
+def log(msg: str) -> None:
+    print(f"[app] {msg}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """What holds the engine's memory: one engine, both lanes warmed, then one long prompt after another through
-each lane, the process's RSS after each (docs/performance.md, section 18).
+each lane, the process's RSS after each (docs/performance.md, section 20).
 
-python -m demo.bench.memory --preset P [--tokens 1000,3000,6000,8000] [--new-tokens 32] [--unbounded] [--json OUT]
+python -m demo.bench.memory --preset P [--tokens 1000,3000,6000,8000] [--new-tokens 32] [--unbounded]
+    [--batch-tokens N] [--json OUT]
 
 --unbounded builds the pipelines with GenAI's own LLMPipeline scheduler (KV cache growing as needed, no batch
-cap), keeps every pipeline and maps the weights once per pipeline: the engine before issue 25, for comparison. Prompts are Python standard library
-source, different for every prompt and lane, so no prompt finds another's prefix in the cache.
+cap), keeps every pipeline and maps the weights once per pipeline: the engine before issue 25, for comparison.
+Prompts are Python standard library source, different for every prompt and lane, so no prompt finds another's
+prefix in the cache.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", default="1000,3000,6000,8000", help="prompt lengths in tokens, in order")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--unbounded", action="store_true", help="GenAI's default scheduler, every pipeline kept")
+    parser.add_argument("--batch-tokens", type=int, help="max_num_batched_tokens instead of the engine's")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     try:
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         engine.scheduler = {**GENAI_DEFAULT}
     else:
         engine = Engine(ready)
+    if args.batch_tokens:
+        engine.scheduler["max_num_batched_tokens"] = args.batch_tokens
     rows = [{"step": "start", "rss_gb": gb(memory.rss_bytes())}]
 
     def note(step: str, **extra) -> None:

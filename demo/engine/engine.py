@@ -41,7 +41,7 @@ class Engine:
                  properties: dict | None = None, draft_properties: dict | None = None,
                  baseline_backend: str = DEFAULT_BASELINE_BACKEND, exact: bool = False,
                  keep_pipelines: int | None = 2, max_context: int = MAX_CONTEXT_TOKENS,
-                 compiled_cache: Path | None = None, share_weights: bool = True):
+                 share_weights: bool = True):
         import openvino_genai
 
         if baseline_backend not in BASELINE_BACKENDS:
@@ -57,8 +57,6 @@ class Engine:
         if draft_properties is None:  # exact: the draft keeps the fast default (see EXACT_PROPERTIES)
             draft_properties = DEFAULT_PROPERTIES if exact and cpu and properties is None else self.properties
         self.draft_properties = dict(draft_properties)
-        # OpenVINO's compiled-model cache (CACHE_DIR): a restart imports the compiled models instead of compiling
-        self._cache = {"CACHE_DIR": str(compiled_cache)} if compiled_cache else {}
         self.share_weights = share_weights
         self._shared: tuple | None = None  # the target's arguments, its weights mapped once (see _target)
         self.exact = exact
@@ -168,7 +166,7 @@ class Engine:
         if lane not in LANES:
             raise EngineError(f"unknown lane {lane!r}; use one of {', '.join(LANES)}")
         if lane == "baseline" and self.baseline_backend == "stateful":
-            pipe = g.LLMPipeline(*target, ATTENTION_BACKEND="SDPA", **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, ATTENTION_BACKEND="SDPA", **self.properties)
             self._pipe_settings[lane] = {"backend": "stateful", "scheduler": None}
             return pipe
         # Every other pipeline is paged with one and the same scheduler (request.SCHEDULER), passed explicitly;
@@ -177,16 +175,16 @@ class Engine:
         sched = None if npu else self._scheduler_config()
         paged = {} if npu else {"scheduler_config": sched}
         if lane == "baseline":
-            pipe = g.LLMPipeline(*target, **paged, **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, **paged, **self.properties)
         elif lane == "prompt-lookup":
-            pipe = g.LLMPipeline(*target, prompt_lookup=True, **paged, **self.properties, **self._cache)
+            pipe = g.LLMPipeline(*target, prompt_lookup=True, **paged, **self.properties)
         else:
             path = self.prepared.drafts.get(draft)
             if path is None:
                 raise EngineError(f"unknown draft {draft!r}; this preset has: {', '.join(self.drafts) or 'none'}")
             # no scheduler_config here: GenAI gives a draft without one the main model's scheduler
-            dm = g.draft_model(str(path), self.draft_device, **self.draft_properties, **self._cache)
-            pipe = g.LLMPipeline(*target, draft_model=dm, **paged, **self.properties, **self._cache)
+            dm = g.draft_model(str(path), self.draft_device, **self.draft_properties)
+            pipe = g.LLMPipeline(*target, draft_model=dm, **paged, **self.properties)
         self._pipe_settings[lane] = {"backend": "device default" if npu else "paged",
                                      "scheduler": None if npu else _jsonable({k: getattr(sched, k)
                                                                               for k in self.scheduler})}
@@ -198,14 +196,20 @@ class Engine:
             setattr(cfg, name, value)
         return cfg
 
-    def warm_up(self, lanes: tuple[str, ...] = ("baseline", "speculative"), log=None) -> None:
-        """Load the lanes' pipelines and run a few tokens, so a first visitor sees warm numbers."""
+    def warm_up(self, lanes: tuple[str, ...] = ("baseline", "speculative"), log=None, generate: bool = True) -> None:
+        """Load the lanes' pipelines and (generate) run a few tokens, so a first visitor sees warm numbers: a
+        pipeline's first steps take ~10 s on a 2-core CPU (the CPU plugin compiles its kernels for the shapes
+        it meets), with or without OpenVINO's compiled-model cache, which therefore is not used."""
         for lane in lanes:
             if lane == "speculative" and not self.drafts:
                 continue
             if log:
-                log(f"warming up the {lane} lane")
+                log(f"{'warming up' if generate else 'loading'} the {lane} lane")
             try:
+                if not generate:
+                    with self._lock:
+                        self.pipeline(lane, self.drafts[0] if lane == "speculative" else None)
+                    continue
                 self.generate(Request("Hello", lane=lane, max_new_tokens=4))
             except EngineError as exc:  # reported again, in its lane, when a visitor picks it
                 if log:

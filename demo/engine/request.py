@@ -36,8 +36,9 @@ KV_BLOCK_TOKENS = {"CPU": 32, "GPU": 16}
 # differ by the draft alone. GenAI's LLMPipeline picks prefix caching on, no cache size and no batch cap when
 # none is given (utils::get_latency_oriented_scheduler_config in openvino.genai 2026.4): its KV cache then grows
 # with the longest context seen and keeps every prefix block, and a long prompt is read in one step whose
-# activations are as long as the prompt (docs/performance.md, section 18: 4.3 GB -> 10.4 GB after an 8.6k-token
-# prompt). Here three bounds, the same for every lane, so the baseline stays what a user gets without a draft:
+# activations are as long as the prompt (docs/performance.md, section 20: 4.6 GB -> 18.7 GB after prompts of
+# 1k-8.6k tokens through both lanes). Here three bounds, the same for every lane, so the baseline stays what a
+# user gets without a draft:
 SCHEDULER = {
     "enable_prefix_caching": True,  # keep prompt KV blocks between calls: a shared system prompt is read once
     "cache_size": 0,  # GB; unused: num_kv_blocks (scheduler() sets it per device) takes precedence

@@ -72,13 +72,13 @@ def test_attract_loop_races_when_idle_and_stops_for_a_visitor(booth_url, tmp_pat
         page.locator("#prompt textarea").click()
         page.wait_for_function("() => document.querySelector('#booth-speedup').innerText.includes('visitor')",
                                timeout=10_000)
+        page.mouse.move(200, 200)  # still here: input keeps the loop off
+        page.wait_for_timeout(1000)  # a loop race that ended just before the click still reports its result
         before = loop_races(page)
         # the visitor's own race runs, and no loop race starts while the visitor is active
         page.locator("#prompt textarea").fill("Write a function that adds two numbers")
         page.locator("#run").click()
-        page.wait_for_function("() => document.querySelector('#race-metrics .speedup')", timeout=120_000)
-        page.wait_for_function("() => !document.querySelector('#race-metrics').innerText.includes('running')",
-                               timeout=120_000)
+        page.wait_for_function("() => document.querySelector('#race-metrics').innerText.includes('decode tokens/s')",
+                               timeout=120_000)  # the visitor's race summary, decode speed beside end to end
         assert loop_races(page) == before
-        assert "decode tokens/s" in page.locator("#race-metrics").inner_text()
         browser.close()
