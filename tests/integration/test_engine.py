@@ -193,7 +193,7 @@ def test_sampling_on_baseline_is_labelled(engine):
 def test_the_longest_allowed_context_fits_the_fixed_kv_cache(engine):
     """The KV cache has a fixed size (request.scheduler): a prompt that fills the allowed context is served by
     both lanes, and one token more is refused with a message instead of GenAI dropping the request."""
-    assert engine.scheduler["num_kv_blocks"] > 0 and engine.scheduler["max_num_batched_tokens"] == 512
+    assert engine.scheduler["num_kv_blocks"] > 0 and engine.scheduler["max_num_batched_tokens"] == 256
     tok = engine.tokenizer()
     base = engine.encode(Request("hi"))
     filler = engine.max_context - len(base) - 8 - 16
