@@ -100,7 +100,8 @@ def lane_html(lane: Lane, legend: bool = False) -> str:
         r = lane.result
         status = (f"{len(r.tokens)} tokens in {r.seconds:.2f} s, {r.tokens_per_second or 0:.2f} tokens/s end to end, "
                   f"{fmt(r.tokens_per_second_after_first, '.2f')} decoding" + (" (stopped)" if r.cancelled else "") +
-                  (f" · ran {'first' if lane.order == 1 else 'second'}" if lane.order else "")) + (" · still thinking: no answer yet" if still else "")
+                  (f" · ran {'first' if lane.order == 1 else 'second'}" if lane.order else "") +
+                  (" · still thinking: no answer yet" if still else ""))
     # both panes carry a key line, so their text boxes start at the same height and line up
     key = ('<div class="legend">' + ('<span class="acc">accepted draft tokens</span> ' if legend else "") +
            '<span class="tgt">tokens the target produced</span></div>')
