@@ -155,8 +155,9 @@ def task_text(task: str, shape: DeckShape, speedups: Speedups = Speedups()) -> s
     text = f"{task.strip()}\n\n{shape.requirements()}"
     if speedups.fixed_prompt and shape.slides:
         k = shape.bullets or 2
-        text += (f" Start your slides list as: slides = [  # {shape.slides} slide{'s' if shape.slides != 1 else ''}, "
-                 f"{k} bullet{'s' if k != 1 else ''} each")
+        # the import too: told only the list's start, the model began with the list and left the import out
+        text += (f" Begin your code with these two lines:\nfrom pptx import Presentation\nslides = [  # {shape.slides} "
+                 f"slide{'s' if shape.slides != 1 else ''}, {k} bullet{'s' if k != 1 else ''} each")
     return text
 
 
@@ -313,12 +314,17 @@ def trace_items(step) -> list[TraceItem]:
     return items
 
 
+class RepeatedFailure(Exception):
+    """The model wrote the same failing code as in its previous step: under greedy decoding it would go on."""
+
+
 def _steps(agent, model: Model, task: str, max_steps: int, stop: threading.Event | None,
            trace: list[TraceItem], state: dict, ledger: timing.Ledger | None = None,
            deadline: float | None = None) -> Iterator[TraceItem]:
     from smolagents.memory import ActionStep, FinalAnswerStep
 
     shown: set[int] = set()
+    last_failure = None
     for step in agent.run(task, stream=True, max_steps=max_steps):
         if stop is not None and stop.is_set():
             if isinstance(model, EngineModel):
@@ -337,6 +343,11 @@ def _steps(agent, model: Model, task: str, max_steps: int, stop: threading.Event
                 yield trace[-1]
             if deadline is not None and time.monotonic() >= deadline and not step.is_final_answer:
                 raise BudgetSpent("the run's time budget is spent")
+            failure = (step.code_action, str(step.error)) if step.error is not None and step.code_action else None
+            if failure is not None and failure == last_failure:
+                raise RepeatedFailure(f"the model wrote the same failing code twice ({str(step.error)[:200]}); "
+                                      "stopped instead of repeating it until the step limit")
+            last_failure = failure
         elif isinstance(step, FinalAnswerStep):
             state["final"] = None if step.output is None else str(step.output)
 

@@ -145,3 +145,20 @@ def test_agent_bench_reports_paired_figures(qwen2_pair, tmp_path):
         b = r["breakdown"]
         assert sum(b[k] for k in (*timing.CATEGORIES, "other_s")) == pytest.approx(r["seconds"], abs=0.1)
         assert b["prompt_tokens"] > 0 and b["decode_tokens"] == r["tokens"] and r["loops"] >= 0
+
+
+def test_the_same_failing_code_twice_ends_the_run(engine, tmp_path):
+    # the dev run that showed it: the list written first and the import left out, five times until the budget
+    broken = "<code>\nslides = [('A', ['x', 'y'])]\nprs = Presentation()\n</code>"
+    trace, result = run(engine, tmp_path, ScriptedModel([broken] * 6))
+    errors = [t.text for t in trace if t.kind == "error"]
+    assert result.steps == 2 and "the same failing code twice" in errors[-1] and "Presentation" in errors[-1]
+
+
+def test_the_fixed_prompt_keeps_the_import_beside_the_list_start():
+    from demo.agent.deck_shape import parse_request
+
+    task = "Make a 2-slide deck about cats, 3 bullets on each slide"
+    text = agent.task_text(task, parse_request(task))
+    assert text.endswith("from pptx import Presentation\nslides = [  # 2 slides, 3 bullets each")
+    assert agent.task_text(task, parse_request(task), agent.Speedups(fixed_prompt=False)).endswith("every slide.")
