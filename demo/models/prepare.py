@@ -357,11 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     t0 = time.monotonic()
     try:
-        ready = prepare_from_args(args)
+        ready, later = prepare_with_pending(args)
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     log(f"preset {ready.preset} ready in {time.monotonic() - t0:.1f} s")
+    for name in later.pending():
+        log(f"draft {name}: not prepared (the app prepares it when first picked; --all prepares it now)")
     if args.json:
         print(json.dumps(ready.to_json()))
     else:
