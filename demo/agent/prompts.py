@@ -87,7 +87,10 @@ for title, bullets in slides:
 prs.save("deck.pptx")"""])
 
 
-_DECK_EXAMPLE = deck_example(3, 2)
+# Three bullets a slide, the most a deck task asks for: with one system prompt for every task (the fixed prompt,
+# demo/agent/run.py Speedups) the model copies the example's bullet count, and "at least N bullets" passes with
+# more; with two, 4 of the 5 failed decks of the test half's first run with the levers had 2 where 3 were asked.
+_DECK_EXAMPLE = deck_example(3, 3)
 
 _DECK_RULES = """Write real titles and points about the task's topic, short and specific. Save with a plain file name
 such as "deck.pptx" (it goes into this run's folder). Do not import os, sys or subprocess and do not open
