@@ -174,10 +174,11 @@ class EndpointModel(OpenAIServerModel):
     it sends only standard fields and the server's own draft settings apply."""
 
     def __init__(self, model_id: str, api_base: str, api_key: str | None = None, own: bool = False,
-                 use_draft: bool = True, max_new_tokens: int = 768):
+                 use_draft: bool = True, max_new_tokens: int = 768, thinking: bool = False):
         super().__init__(model_id=model_id, api_base=api_base, api_key=api_key or "unused",
                          client_kwargs={"timeout": 900.0}, temperature=0, max_tokens=max_new_tokens)
         self.own, self.use_draft = own, use_draft
+        self.thinking = thinking  # a Qwen3 model: its template thinks unless told not to (OVMS, vLLM)
         self.code_prefix = True  # set per task by run_agent, as on EngineModel
         self.generated_tokens = 0
         self.generation_seconds = 0.0
@@ -192,6 +193,8 @@ class EndpointModel(OpenAIServerModel):
     def _prepare_completion_kwargs(self, *args, stop_sequences=None, **kwargs) -> dict:
         ck = super()._prepare_completion_kwargs(*args, stop_sequences=stop_sequences, **kwargs)
         extra = {"draft": "none"} if self.own and not self.use_draft else {}
+        if self.thinking:  # agent steps are code: thinking would spend their tokens (EngineModel does the same)
+            extra["chat_template_kwargs"] = {"enable_thinking": False}
         prefix = self.prefill(stop_sequences)
         if prefix:
             ck["messages"] = [*ck["messages"], {"role": "assistant", "content": prefix}]
@@ -238,4 +241,4 @@ def make_model(engine: Engine, use_draft: bool = True) -> Model:
     """The agent's model for the configured backend."""
     if _endpoint is None:
         return EngineModel(engine, use_draft=use_draft)
-    return EndpointModel(use_draft=use_draft, **_endpoint)
+    return EndpointModel(use_draft=use_draft, thinking=engine.prepared.thinking, **_endpoint)

@@ -400,6 +400,7 @@ def run_agent(engine: Engine, task: str, out_dir: Path, use_draft: bool = True, 
     agent = build_agent(model, max_steps=max_steps, search=search, out_dir=out_dir, kind=kind,
                         short_prompt=short_prompt, shape=shape, stop=stop, public=public, ledger=ledger,
                         repairs=repairs, speedups=speedups)
+    agent.sandbox.deadline = deadline  # a code block ends with the budget too
     agent_task = task_text(task, shape, speedups)
     if shape.deck and shape.search and "web_search" in agent.tools:
         # the asked search is made before the first step: a small model otherwise goes straight to the deck

@@ -177,6 +177,7 @@ class SandboxExecutor(PythonExecutor):
                  stop: threading.Event | None = None, public: bool = False):
         self.folder = runfolder.RunFolder(folder) if folder is not None else None
         self.cgroup: jail.Cgroup | None = None
+        self.deadline: float | None = None  # time.monotonic() at which the run's budget is spent
         self.imports = list(authorized_imports)
         self.limits = limits or CodeLimits()
         self.stop = stop or threading.Event()
@@ -242,6 +243,8 @@ class SandboxExecutor(PythonExecutor):
         problem = refusal(self.public)
         if problem:
             raise InterpreterError(problem)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise InterpreterError("the run's time budget is spent: no more code runs in it")
         if self.used_seconds >= self.limits.run_seconds:
             raise InterpreterError(f"this run's code has used its {self.limits.run_seconds:.0f} s; "
                                    "no more code runs in it")
@@ -301,7 +304,10 @@ class SandboxExecutor(PythonExecutor):
             return msg
 
     def _step_limit(self) -> float:
-        return max(0.0, min(self.limits.step_seconds, self.limits.run_seconds - self.used_seconds))
+        left = self.limits.run_seconds - self.used_seconds
+        if self.deadline is not None:  # the agent run's wall-clock budget ends a code block too
+            left = min(left, self.deadline - time.monotonic())
+        return max(0.0, min(self.limits.step_seconds, left))
 
     def _wait(self, child: _Child) -> dict:
         t0 = time.monotonic()

@@ -104,7 +104,7 @@ def test_scripted_agent_builds_a_real_deck_and_refuses_escapes(engine, tmp_path)
     assert any("division by zero" in e for e in errors)
     assert not evil.exists() and not (tmp_path / "outside.pptx").exists()
     assert result.final_answer == "Saved deck.pptx with 3 slides"
-    assert result.files == [str(tmp_path / "run" / "deck.pptx")] and result.steps == 6
+    assert result.files == [str((tmp_path / "run" / "files" / "deck.pptx").resolve())] and result.steps == 6
     assert not result.reached_max_steps
     titles = [t for t, _ in slides.slide_texts(Path(result.files[0]))]
     assert titles == ["Speculative decoding", "Verification", "When it pays off"]
@@ -129,7 +129,7 @@ def test_search_offline_is_an_observation():
 
 def test_slide_preview_simple_renderer(engine, tmp_path):
     _, result = run_scripted(engine, tmp_path, [DECK])
-    pngs = slides.render_simple(Path(result.files[0]), tmp_path / "png")
+    pngs, _ = slides.preview(Path(result.files[0]), tmp_path / "png", simple=True)
     assert len(pngs) == 3 and all(p.stat().st_size > 2000 for p in pngs)
 
 

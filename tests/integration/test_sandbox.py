@@ -399,3 +399,19 @@ def test_cli_bad_file_is_a_clear_error(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "cannot read" in done.stderr
     assert os.listdir(tmp_path) == []
+
+
+@needs_bwrap
+def test_a_code_block_ends_with_the_runs_time_budget(tmp_path):
+    ex = sandbox.SandboxExecutor(tmp_path / "run", IMPORTS)  # a 30 s step limit, but 2 s of budget left
+    ex.send_tools({})
+    ex.deadline = time.monotonic() + 2
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(InterpreterError, match="time limit"):
+            ex("import time\ntime.sleep(20)")
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(InterpreterError, match="budget is spent"):
+            ex("print(1)")
+    finally:
+        ex.cleanup()
