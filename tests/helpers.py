@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 
-from demo.bench.soak import free_port  # noqa: F401  (one copy: the soak starts apps on a free port too)
+from demo.bench.soak import free_port, launch, stop_app  # noqa: F401  (one copy: the soak starts apps too)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, driven through Playwright's Python API
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

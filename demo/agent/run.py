@@ -165,8 +165,6 @@ def prewarm(engine: Engine, lanes: tuple[str, ...] = ("baseline", "speculative")
             log=None) -> None:
     """Read the deck agent's fixed prompt (system prompt, tools, example: Speedups.fixed_prompt) into each lane's
     prefix cache at start-up, so that no visitor's first step pays for it."""
-    from demo.engine import Request
-
     tmp = Path(tempfile.mkdtemp(prefix="specdemo-prewarm-"))
     try:
         for lane in lanes:

@@ -86,23 +86,38 @@ def preset_argv(args, cache_dir: str | Path | None = None) -> list[str]:
 
 
 def start_app(args, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    out = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py", *preset_argv(args), "--port", str(port)], cwd=ROOT,
-                            stdout=out, stderr=subprocess.STDOUT,
-                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    return launch(["app.py", *preset_argv(args)], log_path, seconds=900)
+
+
+def launch(argv: list[str], log_path: Path, seconds: float = 180, env: dict | None = None,
+           port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `python ARGV --port P` in the repository and wait until its page answers; (process, url).
+    The soak, the startup bench and the e2e tests start the app this way."""
+    port = port or free_port()
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, *argv, "--port", str(port)], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env={**(env or os.environ), "GRADIO_ANALYTICS_ENABLED": "False"})
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return proc, url
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"the app exited: {log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"the app exited: {log_path.read_text()[-3000:]}")
             time.sleep(1)
     proc.kill()
-    raise RuntimeError(f"the app did not start in 15 minutes (log: {log_path})")
+    raise RuntimeError(f"the app did not start in {seconds:.0f} s: {log_path.read_text()[-3000:]}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def endpoint_args(config: dict, api_name: str, overrides: dict[str, object]) -> list:

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, launch_chromium
-from test_app import PROMPT, app_url, free_port  # noqa: F401  (app_url is a fixture)
+from helpers import CHROMIUM, free_port, launch_chromium
+from test_app import PROMPT, app_url  # noqa: F401  (app_url is a fixture)
 
 from demo.agent import slides
 

@@ -2,16 +2,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, free_port, launch_chromium
+from helpers import CHROMIUM, launch, launch_chromium, stop_app
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "Write a function that adds two numbers"
 
 
@@ -19,29 +14,10 @@ PROMPT = "Write a function that adds two numbers"
 @pytest.fixture(scope="module")
 def app_url(qwen2_pair, tmp_path_factory):
     (draft,) = qwen2_pair.drafts.items()
-    port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--target", str(qwen2_pair.target), "--draft", f"{draft[0]}={draft[1]}",
-             "--port", str(port), "--cache-dir", str(tmp_path_factory.mktemp("cache"))],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail(f"app did not start: {log.read_text()[-2000:]}")
+    proc, url = launch(["app.py", "--target", str(qwen2_pair.target), "--draft", f"{draft[0]}={draft[1]}",
+                        "--cache-dir", str(tmp_path_factory.mktemp("cache"))], tmp_path_factory.mktemp("app") / "app.log")
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_app(proc)
 
 
 def test_race_over_http(app_url):

@@ -4,46 +4,22 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, free_port, launch_chromium
+from helpers import CHROMIUM, launch, launch_chromium, stop_app
 
-ROOT = Path(__file__).resolve().parents[2]
 IDLE = 3
 
 
 @pytest.fixture(scope="module")
 def booth_url(qwen2_pair, tmp_path_factory):
     (draft,) = qwen2_pair.drafts.items()
-    port = free_port()
-    log = tmp_path_factory.mktemp("booth") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--target", str(qwen2_pair.target), "--draft", f"{draft[0]}={draft[1]}",
-             "--port", str(port), "--cache-dir", str(tmp_path_factory.mktemp("cache")), "--booth", "--idle",
-             str(IDLE)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail(f"app did not start: {log.read_text()[-2000:]}")
+    proc, url = launch(["app.py", "--target", str(qwen2_pair.target), "--draft", f"{draft[0]}={draft[1]}",
+                        "--cache-dir", str(tmp_path_factory.mktemp("cache")), "--booth", "--idle", str(IDLE)],
+                       tmp_path_factory.mktemp("booth") / "app.log")
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_app(proc)
 
 
 def loop_races(page) -> int:

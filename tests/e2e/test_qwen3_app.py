@@ -7,17 +7,11 @@ The weights are random: where a test needs reasoning, the client opens the think
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import launch, stop_app
 
-ROOT = Path(__file__).resolve().parents[2]
 ASK = [{"role": "user", "content": "Write a function that adds two numbers"}]
 THINKING = [*ASK, {"role": "assistant", "content": "<think>\n"}]  # a reply that opens with a think block
 CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
@@ -26,30 +20,11 @@ CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 @pytest.fixture(scope="module")
 def qwen3_app(qwen3_standin, tmp_path_factory):
     """python app.py with no --preset, offline, the stand-in the only models in its Hugging Face cache."""
-    port = free_port()
     log = tmp_path_factory.mktemp("qwen3-app") / "app.log"
-    env = qwen3_standin.env(GRADIO_ANALYTICS_ENABLED="False")
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port),
-                                 "--cache-dir", str(tmp_path_factory.mktemp("cache"))],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"app did not start: {log.read_text()[-3000:]}")
-            time.sleep(1)
-    yield url, log
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    proc, url = launch(["app.py", "--cache-dir", str(tmp_path_factory.mktemp("cache"))], log, seconds=240,
+                       env=qwen3_standin.env())
+    yield url.rstrip("/"), log
+    stop_app(proc)
 
 
 def test_qwen3_app_starts_offline_on_the_preset_with_the_thinking_toggle(qwen3_app):
