@@ -67,8 +67,7 @@ def test_agent_tab_over_http(app_url):
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    trace, status, deck, gallery, renderer = client.predict("Make a deck about cats", True, False, 2, "code",
-                                                            api_name="/agent")
+    trace, status, *_ = client.predict("Make a deck about cats", True, False, 2, "code", api_name="/agent")
     assert "step 1" in trace
     assert "target + draft" in status and "2 steps" in status and "step limit" in status
     trace, status, *_ = client.predict("Make a deck about cats", False, False, 2, "tool", api_name="/agent")

@@ -261,7 +261,7 @@ def test_in_chromium_the_page_asks_for_a_login_and_stop_ends_a_sleeping_step(age
         page.locator("input[type=password]").fill(PASSWORD)
         page.locator("button", has_text="Login").click()
         page.wait_for_selector("#agent-run", timeout=60_000)
-        assert "confined process" in page.locator("#agent-sandbox").inner_text()
+        assert "runs confined" in page.locator("#agent-sandbox").inner_text()
         before = set(runs.glob("*/work/started.pptx"))
         page.locator("#agent-task textarea").fill("A deck about owls that sleep all day")
         page.locator("#agent-run").click()
