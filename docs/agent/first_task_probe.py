@@ -1,6 +1,10 @@
 """The first deck task after start-up, three times (with, with, without the draft) after the bench's warm-up and
 prewarm: is the first drafted run slow? PYTHONPATH=. python docs/agent/first_task_probe.py (docs §19.4b)."""
+import json
+import shutil
+import sys
 from pathlib import Path
+
 from demo.models import prepare
 from demo.engine import Engine
 from demo.agent import run as agent
