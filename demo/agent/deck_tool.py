@@ -31,12 +31,16 @@ def _limits(memory: int, cpu: int) -> None:
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def outline(path: str) -> list:
-    """(title, bullet lines) for each slide."""
+def open_deck(path: str):
     from pptx import Presentation
 
+    return Presentation(path)
+
+
+def outline(prs) -> list:
+    """(title, bullet lines) for each slide."""
     out = []
-    for slide in list(Presentation(path).slides)[:MAX_SLIDES]:
+    for slide in list(prs.slides)[:MAX_SLIDES]:
         title = slide.shapes.title.text if slide.shapes.title is not None else ""
         lines = []
         for shape in slide.shapes:
@@ -47,10 +51,7 @@ def outline(path: str) -> list:
     return out
 
 
-def slide_size(path: str) -> tuple:
-    from pptx import Presentation
-
-    prs = Presentation(path)
+def slide_size(prs) -> tuple:
     w, h = prs.slide_width or 9144000, prs.slide_height or 6858000
     return WIDTH, max(1, min(4 * WIDTH, round(WIDTH * h / w)))
 
@@ -103,9 +104,10 @@ def render_simple(path: str) -> list:
     whole slide fits, so nothing is cut. PNG bytes per slide."""
     from PIL import Image, ImageDraw
 
-    size = slide_size(path)
+    prs = open_deck(path)  # read once: the deck is hostile, and parsing it is the costly part
+    size = slide_size(prs)
     pngs = []
-    for i, (title, lines) in enumerate(outline(path), 1):
+    for i, (title, lines) in enumerate(outline(prs), 1):
         img = Image.new("RGB", size, "white")
         d = ImageDraw.Draw(img)
         d.rectangle([0, 0, size[0], round(size[1] * 0.015)], fill="#1d4ed8")
@@ -168,7 +170,7 @@ def main() -> int:
     what, memory, cpu, deck = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     _limits(memory, cpu)
     if what == "outline":
-        reply = {"slides": outline(deck)}
+        reply = {"slides": outline(open_deck(deck))}
     elif what in ("render", "render-simple"):
         got = render(deck, simple=what == "render-simple")
         reply = {"renderer": got["renderer"], "pngs": [base64.b64encode(p).decode() for p in got["pngs"]]}

@@ -121,19 +121,22 @@ def jail_args(spec: Spec) -> list[str]:
 
 def _staging_args(spec: Spec) -> list[str]:
     """The root-run bwrap that gives the jail's bwrap (running as U) reachable copies of every path it binds."""
-    paths = ["/usr", "/etc/ld.so.cache", *python_paths(), *spec.ro, *(h for h, _ in spec.rw)]
+    ro = [*python_paths(), *spec.ro]
     if os.path.abspath(sys.prefix) != os.path.realpath(sys.prefix):
-        paths.append(os.path.realpath(sys.prefix))
+        ro.append(os.path.realpath(sys.prefix))
+    rw = [h for h, _ in spec.rw]
     # a /tmp first: the jail's bwrap builds its root there, and paths under /tmp (a venv) land on it
     args, made = [bwrap(), "--die-with-parent", "--tmpfs", "/tmp"], {"/tmp"}
-    for p in paths:
+    for p in ["/etc/ld.so.cache", *ro, *rw]:
         for d in _ancestors(p):
             if d not in made:
                 made.add(d)
                 args += ["--perms", "0755", "--dir", d]
     args += _system_binds("--ro-bind")
-    for p in paths[2:]:
-        args += ["--bind" if p in {h for h, _ in spec.rw} else "--ro-bind", p, p]
+    for p in ro:
+        args += ["--ro-bind", p, p]
+    for p in rw:
+        args += ["--bind", p, p]
     # the host's /proc and /dev: the jail's bwrap mounts its own proc, which needs a fully visible one here
     return [*args, "--bind", "/proc", "/proc", "--dev-bind", "/dev", "/dev", "--"]
 
@@ -190,16 +193,13 @@ class Cgroup:
             return None
         made: dict[str, Path] = {}
         try:
-            for ctrl, parent in own.items():
-                d = parent / f"specdemo-{name}"
-                if ctrl not in made.values() and not d.exists():
-                    d.mkdir()
-                made[ctrl] = d
+            for ctrl, parent in own.items():  # on v2 both controllers share one folder
+                made[ctrl] = parent / f"specdemo-{name}"
+                made[ctrl].mkdir(exist_ok=True)
+            (made["pids"] / "pids.max").write_text(str(pids))
             if version == "v1":
-                (made["pids"] / "pids.max").write_text(str(pids))
                 (made["memory"] / "memory.limit_in_bytes").write_text(str(memory))
             else:
-                (made["pids"] / "pids.max").write_text(str(pids))
                 (made["memory"] / "memory.max").write_text(str(memory))
                 (made["memory"] / "memory.swap.max").write_text("0")
         except OSError:

@@ -148,12 +148,12 @@ class RunFolder:
                 total += dest.stat().st_size
         return out
 
-    def close(self) -> list[Path]:
+    def close(self) -> None:
         """End of the run: copy out, then drop the work folder (unmounting its tmpfs)."""
-        copies = self.copy_out() if self.work.exists() else sorted(p for p in self.files.rglob("*") if p.is_file())
+        if self.work.exists():
+            self.copy_out()
         _unmount(self.work)
         shutil.rmtree(self.work, ignore_errors=True)
-        return copies
 
     def remove(self) -> None:
         _unmount(self.work)

@@ -168,11 +168,12 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
             renderer = gr.Markdown(elem_id="agent-renderer")
     gallery = slide_gallery()
 
-    def one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event, budget=agent.BUDGET_SECONDS):
+    def one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event, budget=agent.BUDGET_SECONDS,
+                session=None):
         problem = caps.text_problem(text, limits, "task")
         if problem:
             raise EngineError(problem)
-        out_dir = new_run_dir(next((k for k, v in _active.items() if v is stop_event), None))
+        out_dir = new_run_dir(session)
         model = make_model(draft_on) if make_model else None
         feed: queue.Queue = queue.Queue()
 
@@ -233,7 +234,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
         try:
             result = None
             for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event,
-                                         float(run_budget or agent.BUDGET_SECONDS)):
+                                         float(run_budget or agent.BUDGET_SECONDS), request.session_hash):
                 yield trace_html(items), "running…", None, [], "", None
             deck_file = (result.files or [None])[0] if result else None
             if stop_event.is_set():  # no slide rendering (seconds of LibreOffice) after Stop; the file is offered
@@ -258,7 +259,7 @@ def build(engine: Engine, limits: caps.Limits = caps.LOCAL, make_model=None) -> 
             for draft_on in (False, True):
                 result = None
                 for items, result in one_run(text, draft_on, allow_search, max_steps, agent_kind, stop_event,
-                                             float(run_budget or agent.BUDGET_SECONDS)):
+                                             float(run_budget or agent.BUDGET_SECONDS), request.session_hash):
                     yield (trace_html(items), f"running {'with' if draft_on else 'without'} the draft…", None, [], "",
                            breakdown_figure(results) if results else None)
                 results.append(result)

@@ -241,10 +241,11 @@ def test_the_folder_is_capped_by_the_file_system_in_bytes_and_files(tmp_path):
 
 @confined
 def test_memory_is_capped_across_all_of_a_runs_processes(tmp_path):
-    ex = SandboxExecutor(tmp_path / "run", IMPORTS, CodeLimits(step_seconds=60))
-    if jail.Cgroup.create("probe-memory", 8, 1 << 26) is None:
+    probe = jail.Cgroup.create("probe-memory", 8, 1 << 26)
+    if probe is None:
         pytest.skip("no writable cgroup here: memory is capped per process only")
-    jail.Cgroup({c: d.parent / "specdemo-probe-memory" for c, d in jail.Cgroup._own()[0].items()}).remove()
+    probe.remove()
+    ex = SandboxExecutor(tmp_path / "run", IMPORTS, CodeLimits(step_seconds=60))
     # three children of 450 MiB each: within each process's own limit, past the run's 1 GiB together
     code = ("import os, time\nkids = []\nfor i in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
             "        b = bytearray(450 << 20)\n        for j in range(0, len(b), 4096):\n            b[j] = 1\n"
