@@ -127,6 +127,25 @@ def test_prewarm_reads_the_fixed_prompt_into_both_lanes(engine, tmp_path):
         assert res.cached_tokens >= system - 40, (draft, res.cached_tokens, system)
 
 
+def test_the_first_drafted_step_after_prewarm_drafts_as_well_as_a_later_one(qwen2_pair, tmp_path):
+    """A fresh engine, as at start-up: prewarm, then the first task's first step with the draft. When prewarm
+    ended after one token, GenAI never ran the draft, and the next request's draft, a prefill chunk behind the
+    target, had every candidate rejected (acceptance 0 on the real pair, 48 s instead of 14)."""
+    from demo.engine import Engine
+
+    fresh = Engine(qwen2_pair)
+    agent.prewarm(fresh, ("speculative",), search=False)
+    model = Recording([code_reply(CATS)])
+    run(fresh, tmp_path, model)  # the scripted model makes no engine call: only the messages are recorded
+    (messages, stops), = model.calls
+    em = agent_model.EngineModel(fresh, use_draft=True, max_new_tokens=48)
+    first, again = (fresh.generate(em._request(messages, stops)) for _ in range(2))
+    assert len(fresh.encode(em._request(messages, stops))) > 2 * 256  # the prompt takes several prefill chunks
+    rates = [r.acceptance_rate or 0 for r in (first, again)]  # None: GenAI counted no drafted token at all
+    assert first.cached_tokens > 256 and rates[1] > 0.5, rates
+    assert rates[0] >= rates[1] - 0.1, rates
+
+
 def test_agent_bench_reports_paired_figures(qwen2_pair, tmp_path):
     (name, path), = qwen2_pair.drafts.items()
     tasks = tmp_path / "tasks.jsonl"
