@@ -161,9 +161,6 @@ def task_text(task: str, shape: DeckShape, speedups: Speedups = Speedups()) -> s
     return text
 
 
-PREWARM_TOKENS = 4
-
-
 def prewarm(engine: Engine, lanes: tuple[str, ...] = ("baseline", "speculative"), search: bool = True,
             log=None) -> None:
     """Read the deck agent's fixed prompt (system prompt, tools, example: Speedups.fixed_prompt) into each lane's
@@ -173,15 +170,12 @@ def prewarm(engine: Engine, lanes: tuple[str, ...] = ("baseline", "speculative")
         for lane in lanes:
             if lane == "speculative" and not engine.drafts:
                 continue
-            # 4 new tokens, not 1: GenAI never runs the draft of a request that ends after one token, so only
-            # the target would cache the prompt, and the next request's draft, a chunk behind the target for
-            # its whole length, had every candidate rejected (acceptance 0, 48 s instead of 14; docs §19.6)
-            model = EngineModel(engine, use_draft=lane == "speculative", max_new_tokens=PREWARM_TOKENS)
+            model = EngineModel(engine, use_draft=lane == "speculative", max_new_tokens=1)
             agent = build_agent(model, out_dir=tmp, shape=DeckShape(), search=search)
             agent.sandbox.cleanup()
             req = model._request([{"role": "system", "content": agent.system_prompt},
                                   {"role": "user", "content": "New task:\n"}], ["</code>"])
-            req.max_new_tokens, req.reply_prefix = PREWARM_TOKENS, ""
+            req.max_new_tokens, req.reply_prefix = 1, ""
             t = time.monotonic()
             res = engine.generate(req)
             if log:

@@ -332,8 +332,12 @@ class Engine:
                  cached: int = 0) -> Iterator[StepEvent]:
         decoder = IncrementalDecoder(tok.decode)
         times, counts, acc = [], [], []
+        left = req.max_new_tokens  # a drafted request may write more than asked (request.MIN_DRAFTED_TOKENS)
         while (item := run._queue.get()) is not None:
             t, chunk = item
+            chunk, left = chunk[:left], left - len(chunk[:left])
+            if not chunk:
+                continue
             accepted = max(len(chunk) - 1, 0) if req.lane != "baseline" else 0
             draft_text = decoder.push(chunk[:accepted]) if accepted else ""
             delta = draft_text + decoder.push(chunk[accepted:])
@@ -345,8 +349,8 @@ class Engine:
         if "err" in box:
             raise EngineError(f"generation failed: {box['err']}") from box["err"]
         res, tokens = box["res"], decoder.tokens
-        if list(res.tokens[0]) != tokens and not run.cancel_event.is_set():
-            tokens = list(res.tokens[0])  # trust the pipeline's answer over the stream
+        if list(res.tokens[0])[:req.max_new_tokens] != tokens and not run.cancel_event.is_set():
+            tokens = list(res.tokens[0])[:req.max_new_tokens]  # trust the pipeline's answer over the stream
         run.result = summarize(req, ids, tokens, tok.decode(tokens), times, counts, acc, box["end"], res,
                                run.cancel_event.is_set(), self.target_ms_per_token, cached_tokens=cached)
         # the last generated token is never fed back, so its KV does not exist; keep the last few sequences

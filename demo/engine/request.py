@@ -50,6 +50,9 @@ SCHEDULER = {
 }
 
 
+MIN_DRAFTED_TOKENS = 4  # see generation_config
+
+
 def scheduler(device: str, max_context: int = MAX_CONTEXT_TOKENS) -> dict:
     """SCHEDULER with a fixed KV cache of max_context tokens on `device` (num_kv_blocks, plus room for a drafted
     step's candidates): when full, prefix blocks are reused oldest first instead of the cache growing. A
@@ -131,6 +134,11 @@ def generation_config(req: Request):
     if req.do_sample:
         cfg.do_sample, cfg.temperature, cfg.top_p, cfg.rng_seed = True, req.temperature, req.top_p, req.seed
     if req.lane == "speculative":
+        # GenAI never runs the draft of a request that ends within its first steps, yet keeps the draft's blocks
+        # of that prompt in its prefix cache: the next request on that prefix had every candidate rejected
+        # (acceptance 0; an agent step 48 s instead of 14). So a drafted request writes at least this many
+        # tokens and the engine returns the ones asked for (greedy: the first tokens do not change).
+        cfg.max_new_tokens = max(req.max_new_tokens, MIN_DRAFTED_TOKENS)
         if req.assistant_confidence_threshold:
             cfg.assistant_confidence_threshold = req.assistant_confidence_threshold
         else:

@@ -108,6 +108,26 @@ def test_pipeline_instances_keep_their_prefix_caches_apart(engine):
     assert second_a < first_a / 3 and second_a < first_b / 3, (first_a, second_a, first_b)
 
 
+@pytest.mark.parametrize("asked", [1, 2])
+def test_a_short_drafted_request_leaves_the_draft_working(engine, asked):
+    """GenAI never runs the draft of a request that ends within its first steps but keeps the draft's blocks
+    of its prompt: the next drafted request on that prefix had every candidate rejected. The engine therefore
+    lets a drafted request write a few tokens more than asked and returns only those asked for."""
+    shared = " ".join(f"short-{asked}-note-{i}" for i in range(200))  # several 256-token prefill chunks
+
+    def ask(task: str, n: int):
+        return engine.generate(Request(f"{shared}\n\n{task}", lane="speculative", num_assistant_tokens=3,
+                                       max_new_tokens=n, pipeline_instance=f"short-{asked}"))
+
+    short = ask("Summarize the notes.", asked)
+    assert len(short.tokens) == asked and short.text == engine.generate(
+        Request(f"{shared}\n\nSummarize the notes.", max_new_tokens=asked)).text
+    after, again = ask("List the notes.", 40), ask("List the notes.", 40)
+    assert after.cached_tokens > 512
+    rates = [r.acceptance_rate or 0 for r in (after, again)]  # None: GenAI counted no drafted token at all
+    assert rates[1] > 0.5 and rates[0] >= rates[1] - 0.1, rates
+
+
 @pytest.mark.parametrize("k,n", [(4, 40), (3, 17)])
 def test_per_position_acceptance_agrees_with_the_steps(engine, k, n):
     res = engine.generate(Request(PROMPT, lane="speculative", max_new_tokens=n, num_assistant_tokens=k))
