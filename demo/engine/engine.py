@@ -335,7 +335,8 @@ class Engine:
         left = req.max_new_tokens  # a drafted request may write more than asked (request.MIN_DRAFTED_TOKENS)
         while (item := run._queue.get()) is not None:
             t, chunk = item
-            chunk, left = chunk[:left], left - len(chunk[:left])
+            chunk = chunk[:left]
+            left -= len(chunk)
             if not chunk:
                 continue
             accepted = max(len(chunk) - 1, 0) if req.lane != "baseline" else 0
