@@ -21,12 +21,13 @@ import os
 import resource
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from demo.agent import deck_shape, run as agent, slides
 from demo.bench import stats
 from demo.models import PrepareError, prepare
-from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, Engine, EngineError
+from demo.engine import DEFAULT_NUM_ASSISTANT_TOKENS, SETTLE_SECONDS, Engine, EngineError
 from demo.prompt_sets import PROMPTS_DIR
 
 DEFAULT_TASKS = PROMPTS_DIR / "deck_tasks.jsonl"
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=agent.BUDGET_SECONDS,
                         help="wall-clock seconds per agent run before it stops as a failure; 0: none "
                              f"(default {agent.BUDGET_SECONDS:.0f})")
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                        help="untimed seconds before each run for the CPU to settle, as the race and demo.bench "
+                             f"do (default {SETTLE_SECONDS:g})")
     parser.add_argument("--exact", action="store_true",
                         help="bit-identical lanes (the engine's exact numerics): both lanes write the same tokens, "
                              "so the time ratio measures the draft alone")
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                  "num_assistant_tokens": args.num_assistant_tokens or DEFAULT_NUM_ASSISTANT_TOKENS,
                  "draft_settings": draft_settings, "tasks": str(args.tasks), "half": args.half or "all",
                  "shape": args.shape, "max_steps": args.max_steps, "search": not args.no_search,
-                 "budget_seconds": args.budget or None, "exact": args.exact,
+                 "budget_seconds": args.budget or None, "exact": args.exact, "settle_seconds": args.settle,
                  "levers": {k: getattr(speedups, k) for k in agent.LEVERS},
                  "order": "alternating per task" if len(drafts) > 1 else "one lane"}
         rows = []
@@ -238,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                     folder = args.out / f"t{i}-{kind}-{'draft' if use_draft else 'plain'}"
                     if folder.exists() and any(folder.iterdir()):  # an old deck there would be judged instead
                         raise ValueError(f"{folder} already holds a run; use a new --out")
+                    time.sleep(args.settle)  # a lane run straight after another is slower (request.SETTLE_SECONDS)
                     row = run_one(engine, task, folder, kind, use_draft, args.max_steps, not args.no_search,
                                   not args.smolagents_prompt, args.shape, args.budget or None, speedups,
                                   draft_settings)

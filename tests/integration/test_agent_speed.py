@@ -154,11 +154,13 @@ def test_agent_bench_reports_paired_figures(qwen2_pair, tmp_path):
     out = subprocess.run([sys.executable, "-m", "demo.agent_bench", "--target", str(qwen2_pair.target), "--draft",
                           f"{name}={path}", "--cache-dir", str(tmp_path / "c"), "--tasks", str(tasks), "--out",
                           str(tmp_path / "runs"), "--speculative", "on,off", "--max-steps", "1", "--no-search",
-                          "--json", str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          "--settle", "0.5", "--json", str(tmp_path / "r.json")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert [(r["index"], r["draft"]) for r in report["runs"]] == [(1, True), (1, False), (2, False), (2, True)]
     assert report["paired_tasks"] == 2 and report["time_ratio"] > 0 and len(report["time_ratio_ci"]) == 2
+    assert report["settle_seconds"] == 0.5  # untimed: the runs' seconds are the breakdown's sum below
     assert report["pass_rate_draft"] == report["pass_rate_plain"] == 0.0 and report["peak_rss_mb"] > 100
     for r in report["runs"]:
         b = r["breakdown"]
