@@ -350,8 +350,9 @@ class Engine:
         if "err" in box:
             raise EngineError(f"generation failed: {box['err']}") from box["err"]
         res, tokens = box["res"], decoder.tokens
-        if list(res.tokens[0])[:req.max_new_tokens] != tokens and not run.cancel_event.is_set():
-            tokens = list(res.tokens[0])[:req.max_new_tokens]  # trust the pipeline's answer over the stream
+        written = list(res.tokens[0])[:req.max_new_tokens]
+        if written != tokens and not run.cancel_event.is_set():
+            tokens = written  # trust the pipeline's answer over the stream
         run.result = summarize(req, ids, tokens, tok.decode(tokens), times, counts, acc, box["end"], res,
                                run.cancel_event.is_set(), self.target_ms_per_token, cached_tokens=cached)
         # the last generated token is never fed back, so its KV does not exist; keep the last few sequences
